@@ -1,0 +1,94 @@
+"""The model table: the built-in data file plus the operator's MODELS_FILE."""
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterator
+
+import yaml
+from marshmallow import ValidationError
+
+from .config import ConfigError, Settings
+from .errors import ModelNotFound
+from .schemas import ModelsFileSchema, first_error
+
+# One fixed timestamp for every model: /v1/models stays stable between restarts.
+CREATED = 1735689600  # 2025-01-01T00:00:00Z
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    space: str
+    api_name: str | None = None
+    flags: str | None = None
+    owned_by: str = "gradio"
+    description: str | None = None
+    created: int = CREATED
+
+    @property
+    def is_url(self) -> bool:
+        return self.space.startswith(("http://", "https://"))
+
+
+class Registry:
+    """An immutable id -> Model table."""
+
+    def __init__(self, models: dict[str, Model]) -> None:
+        self._models = dict(models)
+
+    def get(self, model_id: str) -> Model:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model") from None
+
+    def __iter__(self) -> Iterator[Model]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+def _parse(text: str, source: str) -> dict[str, Model]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: must be a mapping with a top-level 'models' key")
+    try:
+        data: dict[str, Any] = ModelsFileSchema().load(raw)
+    except ValidationError as exc:
+        path, message = first_error(exc.messages)
+        raise ConfigError(f"{source}: {path}: {message}") from None
+    return {mid: Model(id=mid, space=e["space"], api_name=e["api_name"], flags=e["flags"],
+                       owned_by=e["owned_by"] or ("huggingface" if "/" in e["space"]
+                                                   and not e["space"].startswith("http")
+                                                   else "gradio"),
+                       description=e["description"])
+            for mid, e in data["models"].items()}
+
+
+def load_registry(settings: Settings) -> Registry:
+    """Built-in models (unless BUILTIN_MODELS=false), then MODELS_FILE entries over them."""
+    models: dict[str, Model] = {}
+    if settings.builtin_models:
+        text = resources.files("gateway").joinpath("data/models.yaml").read_text("utf-8")
+        models.update(_parse(text, "built-in models"))
+    if settings.models_file:
+        source = f"MODELS_FILE {settings.models_file}"
+        try:
+            with open(settings.models_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(f"{source}: cannot be read: {reason}") from None
+        models.update(_parse(text, source))
+    return Registry(models)
+
+

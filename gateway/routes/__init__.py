@@ -1,0 +1,1 @@
+"""Thin blueprints: models, completions, health."""

@@ -1,0 +1,25 @@
+"""POST /v1/chat/completions."""
+from __future__ import annotations
+
+from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
+
+from .. import credentials, payloads, sse
+from ..http import gateway_state, load_body, request_id
+from ..schemas import ChatRequestSchema
+
+bp = Blueprint("completions", __name__)
+chat_schema = ChatRequestSchema()
+
+
+@bp.post("/chat/completions")
+def create_chat_completion() -> ResponseReturnValue:
+    """Create a chat completion, as JSON or as an SSE stream."""
+    state = gateway_state()
+    chat = load_body(chat_schema)                                   # 400 on bad input
+    model = state.registry.get(chat.model)                          # 404 on unknown model
+    credential = credentials.resolve(request.headers, state.settings)
+    run = state.upstream.start(model, chat, credential, request.environ.get("gunicorn.socket"))
+    if not chat.stream:
+        return payloads.completion(chat, *run.result())
+    return sse.response(payloads.chunks(chat, sse.prime(run.events())), request_id())

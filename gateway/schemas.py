@@ -1,0 +1,255 @@
+"""Marshmallow schemas: the chat request and the models file."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+SPACE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
+MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.:@+/-]{0,127}$")
+FLAGS = re.compile(r"^[0-5][0-2]$")
+
+
+@dataclass(frozen=True)
+class Part:
+    type: str
+    text: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str | None | list[Part]
+
+    @property
+    def text(self) -> str:
+        """The message's text, without images."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if p.type == "text")
+
+    @property
+    def image_urls(self) -> list[str]:
+        if isinstance(self.content, list):
+            return [p.url for p in self.content if p.type == "image_url"]
+        return []
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    reasoning_effort: str | None = None
+    user: str | None = None
+
+
+class StrictNumber(fields.Field):
+    """A JSON number: no strings, no booleans (OpenAI rejects both)."""
+
+    default_error_messages = {"invalid": "must be a number"}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise self.make_error("invalid")
+        return float(value)
+
+
+class StrictInteger(fields.Field):
+    default_error_messages = {"invalid": "must be an integer"}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictBoolean(fields.Field):
+    default_error_messages = {"invalid": "must be a boolean"}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictString(fields.String):
+    default_error_messages = {"invalid": "must be a string"}
+
+
+class StopField(fields.Field):
+    """`stop`: a string or a list of up to four strings."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+            raise ValidationError("must be a string or a list of strings")
+        if len(items) > 4:
+            raise ValidationError("must hold at most 4 sequences")
+        return [s for s in items if s]
+
+
+class ContentField(fields.Field):
+    """`content`: a string, null, or a list of text and image_url parts."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise ValidationError("must be a string, null or a list of content parts")
+        return [_part(item, i) for i, item in enumerate(value)]
+
+
+def _part(item: Any, index: int) -> Part:
+    if not isinstance(item, dict):
+        raise ValidationError({index: ["must be an object"]})
+    kind = item.get("type")
+    if kind == "text":
+        if not isinstance(item.get("text"), str):
+            raise ValidationError({index: {"text": ["must be a string"]}})
+        return Part("text", text=item["text"])
+    if kind == "image_url":
+        image = item.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url:
+            raise ValidationError({index: {"image_url": {"url": ["must be a non-empty string"]}}})
+        return Part("image_url", url=url)
+    raise ValidationError({index: {"type": [f"unsupported content part type {kind!r}; "
+                                            "use 'text' or 'image_url'"]}})
+
+
+class MessageSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    role = StrictString(required=True, validate=validate.OneOf(ROLES))
+    content = ContentField(required=False, allow_none=True, load_default=None)
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> Message:
+        return Message(role=data["role"], content=data.get("content"))
+
+
+class StreamOptionsSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    include_usage = StrictBoolean(allow_none=True)
+
+
+def _opt(field_cls: type[fields.Field], **kwargs: Any) -> fields.Field:
+    return field_cls(required=False, allow_none=True, **kwargs)
+
+
+class ChatRequestSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    model = StrictString(required=True, validate=validate.Length(min=1))
+    messages = fields.List(fields.Nested(MessageSchema), required=True,
+                           validate=validate.Length(min=1, error="must hold at least one message"))
+    stream = _opt(StrictBoolean)
+    stream_options = fields.Nested(StreamOptionsSchema, required=False, allow_none=True)
+    max_tokens = _opt(StrictInteger, validate=validate.Range(min=1))
+    max_completion_tokens = _opt(StrictInteger, validate=validate.Range(min=1))
+    temperature = _opt(StrictNumber, validate=validate.Range(min=0, max=2))
+    top_p = _opt(StrictNumber, validate=validate.Range(min=0, max=1))
+    top_k = _opt(StrictInteger, validate=validate.Range(min=0))
+    repetition_penalty = _opt(StrictNumber, validate=validate.Range(min=0, min_inclusive=False))
+    presence_penalty = _opt(StrictNumber, validate=validate.Range(min=-2, max=2))
+    frequency_penalty = _opt(StrictNumber, validate=validate.Range(min=-2, max=2))
+    stop = _opt(StopField)
+    seed = _opt(StrictInteger)
+    n = _opt(StrictInteger, validate=validate.Equal(1, error="only n=1 is supported"))
+    reasoning_effort = _opt(StrictString, validate=validate.OneOf(REASONING_EFFORTS))
+    user = _opt(StrictString)
+
+    @post_load
+    def make(self, data: dict[str, Any], **kwargs: Any) -> ChatRequest:
+        options = data.get("stream_options") or {}
+        max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
+        return ChatRequest(
+            model=data["model"], messages=data["messages"], stream=bool(data.get("stream")),
+            include_usage=bool(options.get("include_usage")), max_tokens=max_tokens,
+            stop=data.get("stop") or [],
+            **{k: data.get(k) for k in ("temperature", "top_p", "top_k", "repetition_penalty",
+                                        "presence_penalty", "frequency_penalty", "seed",
+                                        "reasoning_effort", "user")})
+
+
+class ModelEntrySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    space = StrictString(required=True)
+    api_name = StrictString(load_default=None, allow_none=True)
+    flags = fields.Raw(load_default=None, allow_none=True)
+    owned_by = StrictString(load_default=None, allow_none=True)
+    description = StrictString(load_default=None, allow_none=True)
+
+    @validates_schema
+    def check(self, data: dict[str, Any], **kwargs: Any) -> None:
+        space = data.get("space", "")
+        if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
+            raise ValidationError("must be a Space id 'owner/name' or an http(s):// URL", "space")
+        api_name = data.get("api_name")
+        if api_name is not None and not re.match(r"^/?[\w.-]+$", api_name):
+            raise ValidationError("must look like '/chat'", "api_name")
+        flags = data.get("flags")
+        if isinstance(flags, int) and not isinstance(flags, bool):
+            flags = f"{flags:02d}"   # YAML reads flags: 41 as a number
+        if flags is not None and not (isinstance(flags, str) and FLAGS.match(flags)):
+            raise ValidationError("must be two digits: the first 0-5, the second 0-2", "flags")
+
+    @post_load
+    def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if isinstance(data.get("flags"), int):
+            data["flags"] = f"{data['flags']:02d}"
+        if data.get("api_name") and not data["api_name"].startswith("/"):
+            data["api_name"] = "/" + data["api_name"]
+        return data
+
+
+class ModelsFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    models = fields.Dict(keys=StrictString(validate=validate.Regexp(
+        MODEL_ID, error="model ids are letters, digits and . _ - : @ + /")),
+        values=fields.Nested(ModelEntrySchema), required=True)
+
+
+def first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    """Flatten marshmallow's nested messages to (param path, message) of the first error."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        if key == "_schema":
+            return first_error(value, path)
+        if isinstance(key, int):
+            step = f"{path}[{key}]"
+        else:
+            step = f"{path}.{key}" if path else str(key)
+        return first_error(value, step)
+    if isinstance(messages, list) and messages:
+        if all(isinstance(m, str) for m in messages):
+            return path, messages[0]
+        return first_error(messages[0], path)
+    return path, str(messages)

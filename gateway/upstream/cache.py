@@ -1,0 +1,79 @@
+"""A bounded, expiring cache that builds each key once, however many ask at once.
+
+Written by hand because the libraries at hand (functools.lru_cache, cachetools)
+either never expire entries or let concurrent misses all run the builder; a
+Space's metadata costs several HTTP calls, so one build per key matters.
+Locks are threading locks: under gevent's monkey-patching they are greenlet locks.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Generic, Hashable, TypeVar
+
+V = TypeVar("V")
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: BaseException | None = None
+
+
+class BuildOnceCache(Generic[V]):
+    def __init__(self, maxsize: int = 256, ttl: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+        self._flights: dict[Hashable, _Flight] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, build: Callable[[], V]) -> V:
+        """The cached value for key, building it (once) when absent or expired."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and item[0] > self._clock():
+                self._items.move_to_end(key)
+                self.hits += 1
+                return item[1]
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+                self.misses += 1
+        assert flight is not None
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value  # type: ignore[return-value]
+        try:
+            value = build()
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            flight.value = value
+            with self._lock:
+                self._items[key] = (self._clock() + self.ttl, value)
+                self._items.move_to_end(key)
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    def invalidate(self, key: Hashable) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,76 @@
+"""Space id -> host and stage, through the Hub API at HF_ENDPOINT."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import requests
+
+from ..credentials import Credential
+from ..errors import SpaceNotFound, UpstreamUnauthorized, UpstreamUnavailable, UpstreamTimeout
+from .protocol import check_status, mapped_errors
+
+RUNNING = {"RUNNING", "RUNNING_BUILDING"}
+STARTING = {"BUILDING", "APP_STARTING", "RUNNING_APP_STARTING", "STARTING"}
+SLEEPING = {"SLEEPING"}
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    space_id: str
+    host: str
+    stage: str
+
+
+def space_info(session: requests.Session, endpoint: str, space_id: str, credential: Credential,
+               timeout: tuple[float, float]) -> SpaceInfo:
+    """Ask the Hub about a Space: its host and runtime stage."""
+    what = f"Hub lookup of {space_id}"
+    with mapped_errors(what):
+        resp = session.get(f"{endpoint}/api/spaces/{space_id}", headers=credential.hub_headers(),
+                           timeout=timeout)
+        if resp.status_code == 404:
+            if credential.token:
+                raise SpaceNotFound(f"The Space '{space_id}' does not exist.")
+            # Without a token the Hub cannot tell missing from private.
+            raise UpstreamUnauthorized(f"The Space '{space_id}' is private or does not exist; "
+                                       "send a Hugging Face token that can read it.")
+        if resp.status_code in (401, 403):
+            raise UpstreamUnauthorized(f"The Hub refused access to the Space '{space_id}'.")
+        check_status(resp, what)
+        body = resp.json()
+    runtime = body.get("runtime") if isinstance(body, dict) else None
+    stage = (runtime or {}).get("stage") or "RUNNING"
+    host = body.get("host") if isinstance(body, dict) else None
+    if not isinstance(host, str) or not host.startswith(("http://", "https://")):
+        raise UpstreamUnavailable(f"The Hub gave no host for the Space '{space_id}' (stage {stage}).")
+    return SpaceInfo(space_id, host.rstrip("/") + "/", str(stage).upper())
+
+
+def check_stage(info: SpaceInfo) -> None:
+    """Raise the contract's answer for a Space that cannot serve now (SLEEPING is handled apart)."""
+    if info.stage in RUNNING or info.stage in SLEEPING:
+        return
+    if info.stage in STARTING:
+        raise UpstreamUnavailable(f"The Space '{info.space_id}' is starting ({info.stage}); try again shortly.",
+                                  retry_after=30)
+    raise UpstreamUnavailable(f"The Space '{info.space_id}' cannot serve: its stage is {info.stage}.",
+                              retry_after=60 if info.stage == "PAUSED" else None)
+
+
+def wait_awake(session: requests.Session, lookup: Callable[[], SpaceInfo], info: SpaceInfo,
+               deadline: float, timeout: tuple[float, float], poll: float = 2.0) -> SpaceInfo:
+    """Wake a SLEEPING Space (any request to its host does) and wait until it runs."""
+    with mapped_errors("waking the Space"):
+        try:
+            session.get(info.host, timeout=timeout).close()
+        except requests.exceptions.RequestException:
+            pass  # a sleeping host may not answer this first request; the stage tells
+    while info.stage in SLEEPING or info.stage in STARTING:
+        if time.monotonic() + poll > deadline:
+            raise UpstreamTimeout(f"The Space '{info.space_id}' did not wake up in time.")
+        time.sleep(poll)
+        info = lookup()
+    check_stage(info)
+    return info

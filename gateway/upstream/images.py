@@ -1,0 +1,84 @@
+"""image_url parts -> bytes: data URLs decoded, http(s) URLs fetched with care."""
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import mimetypes
+import socket
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import requests
+
+from ..errors import InvalidRequest
+from .protocol import mapped_errors
+
+PARAM = "messages"
+
+
+def _too_big(limit: int) -> InvalidRequest:
+    return InvalidRequest(f"An image is larger than the limit of {limit} bytes.", param=PARAM)
+
+
+def decode_data_url(url: str, limit: int) -> tuple[bytes, str]:
+    header, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise InvalidRequest("An image data URL is malformed.", param=PARAM)
+    mime = header.split(";")[0] or "application/octet-stream"
+    if len(payload) * 3 // 4 > limit + 3:
+        raise _too_big(limit)
+    try:
+        content = (base64.b64decode(payload, validate=True) if header.endswith(";base64")
+                   else unquote_to_bytes(payload))
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("An image data URL has invalid base64.", param=PARAM) from None
+    if len(content) > limit:
+        raise _too_big(limit)
+    return content, mime
+
+
+def _public_host(host: str, port: int) -> None:
+    """Refuse hosts that resolve to loopback, private, link-local or reserved addresses."""
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise InvalidRequest(f"The image host '{host}' cannot be resolved.", param=PARAM) from None
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0].split("%")[0])
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        if not addr.is_global or addr.is_multicast:
+            raise InvalidRequest("Image URLs may not point at loopback, private or link-local addresses.",
+                                 param=PARAM)
+
+
+def fetch_image(session: requests.Session, url: str, *, limit: int, allow_private: bool,
+                timeout: tuple[float, float]) -> tuple[bytes, str]:
+    """The bytes and MIME type of an image_url."""
+    if url.startswith("data:"):
+        return decode_data_url(url, limit)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("image_url must be a data URL or an http(s) URL.", param=PARAM)
+    if not allow_private:
+        _public_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    with mapped_errors("image fetch"):
+        # No redirects: a redirect could lead to an address the check above refused.
+        with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as resp:
+            if resp.status_code != 200:
+                raise InvalidRequest(f"The image URL answered HTTP {resp.status_code}.", param=PARAM)
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _too_big(limit)
+            body = bytearray()
+            for chunk in resp.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > limit:
+                    raise _too_big(limit)
+            mime = resp.headers.get("Content-Type", "").split(";")[0].strip()
+    mime = mime or mimetypes.guess_type(parts.path)[0] or "application/octet-stream"
+    return bytes(body), mime
+
+
+def file_name(mime: str, index: int) -> str:
+    return f"image{index}{mimetypes.guess_extension(mime) or '.bin'}"

@@ -1,0 +1,200 @@
+"""Gradio's HTTP API over `requests`: config, info, call, events, cancel, upload.
+
+This is the one boundary where exceptions of `requests` become GatewayErrors
+(like httpx's map_httpcore_exceptions); nothing above it sees a foreign one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import requests
+
+from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
+                      UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
+
+RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.I)
+RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event of a Gradio job: generating, complete, error, heartbeat."""
+
+    kind: str
+    data: Any
+
+
+@contextlib.contextmanager
+def mapped_errors(what: str) -> Iterator[None]:
+    """Translate `requests` and decoding failures into the gateway's error tree."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except requests.exceptions.ConnectTimeout:
+        raise UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}).") from None
+    except requests.exceptions.ReadTimeout:
+        raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
+    except requests.exceptions.ProxyError:
+        raise UpstreamUnavailable(f"The proxy refused the connection ({what}).") from None
+    except requests.exceptions.SSLError:
+        raise UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}).") from None
+    except requests.exceptions.ConnectionError:
+        raise UpstreamUnavailable(f"The Gradio app is unreachable ({what}).") from None
+    except (requests.exceptions.RequestException, OSError):
+        raise UpstreamError(f"The connection to the Gradio app failed ({what}).") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
+
+
+def retry_after_from(text: str | None, header: str | None = None) -> int | None:
+    """Seconds to wait, from a Retry-After header or a message like 'Try again in 0:01:00'."""
+    if header and header.strip().isdigit():
+        return int(header.strip())
+    if text:
+        m = RETRY_IN.search(text)
+        if m:
+            hours, minutes, seconds = (int(g or 0) for g in m.groups())
+            return hours * 3600 + minutes * 60 + seconds
+        m = RETRY_SECONDS.search(text)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def check_status(resp: requests.Response, what: str) -> None:
+    """Raise the error the contract names for a non-2xx answer of an app."""
+    status = resp.status_code
+    if status < 400:
+        return
+    detail = _detail(resp)
+    if status in (401, 403):
+        raise UpstreamUnauthorized(f"The Gradio app refused the credentials ({what}: HTTP {status}).")
+    if status == 429:
+        raise UpstreamQuota(f"The Gradio app is rate limited ({what}).",
+                            retry_after=retry_after_from(detail, resp.headers.get("Retry-After")))
+    if status in (502, 503, 504):
+        raise UpstreamUnavailable(f"The Gradio app is unavailable ({what}: HTTP {status}).",
+                                  retry_after=retry_after_from(None, resp.headers.get("Retry-After")) or 10)
+    if status in (404, 405, 422) and what.startswith("call"):
+        raise UpstreamApiChanged(f"The Gradio app rejected the call ({what}: HTTP {status}).")
+    suffix = f": {detail}" if detail else ""
+    raise UpstreamError(f"The Gradio app answered HTTP {status} ({what}){suffix}")
+
+
+def _detail(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        value = body.get("error") or body.get("detail") or ""
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+class Gradio:
+    """One Gradio app at base_url, spoken to over a shared requests.Session."""
+
+    def __init__(self, session: requests.Session, base_url: str, headers: dict[str, str],
+                 *, connect_timeout: float, read_timeout: float, api_prefix: str = "/gradio_api") -> None:
+        self.session = session
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.headers = headers
+        self.timeout = (connect_timeout, read_timeout)
+        self.api_prefix = "/" + api_prefix.strip("/") if api_prefix.strip("/") else ""
+
+    def url(self, path: str) -> str:
+        return self.base_url + (self.api_prefix + path).lstrip("/")
+
+    def get_json(self, path: str, what: str, *, prefixed: bool = True) -> Any:
+        url = self.url(path) if prefixed else self.base_url + path.lstrip("/")
+        with mapped_errors(what):
+            resp = self.session.get(url, headers=self.headers, timeout=self.timeout)
+            check_status(resp, what)
+            return resp.json()
+
+    def submit(self, api_name: str, data: list[Any], session_hash: str) -> str:
+        what = f"call {api_name}"
+        with mapped_errors(what):
+            resp = self.session.post(self.url(f"/call/{api_name.lstrip('/')}"), headers=self.headers,
+                                     json={"data": data, "session_hash": session_hash},
+                                     timeout=self.timeout)
+            check_status(resp, what)
+            event_id = resp.json().get("event_id")
+        if not isinstance(event_id, str):
+            raise UpstreamError(f"The Gradio app gave no event id ({what}).")
+        return event_id
+
+    def open_events(self, api_name: str, event_id: str) -> requests.Response:
+        what = f"call {api_name}"
+        with mapped_errors(what):
+            resp = self.session.get(self.url(f"/call/{api_name.lstrip('/')}/{event_id}"),
+                                    headers=self.headers, timeout=self.timeout, stream=True)
+            check_status(resp, what)
+        return resp
+
+    def cancel(self, event_id: str, session_hash: str, fn_index: int) -> None:
+        """Best effort: the job may have ended already."""
+        with contextlib.suppress(Exception):
+            self.session.post(self.url("/cancel"), headers=self.headers, timeout=(2, 2),
+                              json={"event_id": event_id, "session_hash": session_hash,
+                                    "fn_index": fn_index}).close()
+
+    def upload(self, name: str, content: bytes, mime: str) -> str:
+        what = "upload"
+        with mapped_errors(what):
+            resp = self.session.post(self.url("/upload"), headers=self.headers, timeout=self.timeout,
+                                     files={"files": (name, content, mime)})
+            check_status(resp, what)
+            paths = resp.json()
+        if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
+            raise UpstreamError("The Gradio app did not accept the uploaded file.")
+        return paths[0]
+
+
+def iter_events(resp: requests.Response, what: str) -> Iterator[Event]:
+    """Parse a Gradio job's text/event-stream into Events."""
+    kind, data_lines = "message", []
+    buffer = b""
+    with mapped_errors(what):
+        for chunk in resp.iter_content(chunk_size=None):
+            buffer += chunk
+            while True:
+                line, sep, rest = buffer.partition(b"\n")
+                if not sep:
+                    break
+                buffer = rest
+                text = line.rstrip(b"\r").decode("utf-8")
+                if text == "":
+                    if data_lines or kind == "heartbeat":
+                        raw = "\n".join(data_lines)
+                        yield Event(kind, json.loads(raw) if raw and raw != "null" else None)
+                    kind, data_lines = "message", []
+                elif text.startswith("event:"):
+                    kind = text[6:].strip()
+                elif text.startswith("data:"):
+                    data_lines.append(text[5:].lstrip(" "))
+            if len(buffer) > 64 * 1024 * 1024:
+                raise UpstreamError("The Gradio app sent an oversized event.")
+
+
+def abort(resp: requests.Response | None) -> None:
+    """Close a streaming response now, from any greenlet or thread.
+
+    Shutting the socket down wakes a reader blocked on it; closing the event
+    stream is also what makes Gradio stop the job.
+    """
+    if resp is None:
+        return
+    with contextlib.suppress(Exception):
+        sock = resp.raw.connection.sock  # type: ignore[union-attr]
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        resp.close()
