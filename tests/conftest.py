@@ -18,6 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 from tests import gradio_apps  # noqa: E402
 
+# Each area keeps its own fixtures in its own module.
+pytest_plugins = ["tests.fixtures_mapping", "tests.fixtures_upstream", "tests.fixtures_ops",
+                  "tests.fixtures_faults"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -88,7 +92,8 @@ class Gunicorn:
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **env, "LISTEN": "127.0.0.1", "PORT": str(self.port),
                     "WEB_CONCURRENCY": str(workers), "PYTHONUNBUFFERED": "1"}
-        self.log = open(os.devnull if False else _log_path(self.port), "w+")
+        self.log_path = _log_path(self.port)
+        self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                      cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -106,9 +111,10 @@ class Gunicorn:
         raise RuntimeError(f"gunicorn did not become ready:\n{self.output()}")
 
     def output(self) -> str:
+        """Everything gunicorn and the gateway printed so far."""
         self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
