@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterator
@@ -65,6 +66,7 @@ def _parse(text: str, source: str) -> dict[str, Model]:
         data: dict[str, Any] = ModelsFileSchema().load(raw)
     except ValidationError as exc:
         path, message = first_error(exc.messages)
+        path = re.sub(r"\.(value|key)$|\.value(?=\.)", "", path)   # marshmallow's Dict nesting
         raise ConfigError(f"{source}: {path}: {message}") from None
     return {mid: Model(id=mid, space=e["space"], api_name=e["api_name"], flags=e["flags"],
                        owned_by=e["owned_by"] or ("huggingface" if "/" in e["space"]

@@ -112,7 +112,8 @@ class Gunicorn:
 
     def output(self) -> str:
         """Everything gunicorn and the gateway printed so far."""
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, encoding="utf-8", errors="replace") as fh:
             return fh.read()
 
