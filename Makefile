@@ -19,7 +19,7 @@ serve: install
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 demo: install-dev
-	$(BIN)/python -m demo
+	$(BIN)/python demo.py
 
 test: install-dev
 	$(BIN)/python -m pytest -q
