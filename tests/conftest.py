@@ -84,6 +84,10 @@ def client(make_app):
     return make_app().test_client()
 
 
+# Output files of every gunicorn this session started (the token-leak check reads them).
+GUNICORN_LOGS: list[str] = []
+
+
 class Gunicorn:
     """A live `gunicorn -c gunicorn.conf.py wsgi:app` with gevent workers."""
 
@@ -93,6 +97,7 @@ class Gunicorn:
         full_env = {**os.environ, **env, "LISTEN": "127.0.0.1", "PORT": str(self.port),
                     "WEB_CONCURRENCY": str(workers), "PYTHONUNBUFFERED": "1"}
         self.log_path = _log_path(self.port)
+        GUNICORN_LOGS.append(self.log_path)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                      cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
