@@ -26,3 +26,7 @@ test: install-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Every figure of issue 6 in one run: a table on stdout, JSON in bench/results/ (BENCHMARKS.md).
+bench: install-dev
+	$(BIN)/python -m bench

@@ -1,0 +1,245 @@
+"""`make bench` / `python -m bench`: every figure of issue 6 in one run, as a table and JSON.
+
+    python -m bench            the full run (a few minutes)
+    python -m bench --smoke    tiny sizes, to prove the harness works (tests/test_bench_smoke.py)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from . import latency, procs
+from .report import render_table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SYSTEM = "You are a test bot."          # the echo app's and the stand-in's default system message
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the harness, measures nothing")
+    parser.add_argument("--rounds", type=int, help="latency samples per variant")
+    parser.add_argument("--duration", type=float, help="seconds of each throughput run")
+    parser.add_argument("--concurrency", type=int, help="connections of the throughput runs")
+    parser.add_argument("--levels", help="open-stream levels to try, ascending, e.g. 500,1000,2000,3000")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="gunicorn workers (default: cores, like WEB_CONCURRENCY's default)")
+    parser.add_argument("--no-gradio", action="store_true", help="skip the real Gradio app (stand-in only)")
+    parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
+    args = parser.parse_args(argv)
+    small = args.smoke
+    args.rounds = args.rounds or (5 if small else 300)
+    args.duration = args.duration or (1.0 if small else 8.0)
+    args.concurrency = args.concurrency or (4 if small else 32)
+    args.levels = [int(x) for x in (args.levels or ("20" if small else "500,1000,2000,3000,4000")).split(",")]
+    return args
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    versions = {}
+    for dist in ("gradio", "gradio_client", "gunicorn", "gevent", "Flask", "requests"):
+        try:
+            from importlib.metadata import version
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version(), "versions": versions,
+            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+
+
+def write_models(path: Path, standin: str, real: str | None) -> None:
+    models = {"bench-standin": {"space": standin, "api_name": "/chat"}}
+    if real:
+        models["bench-gradio"] = {"space": real, "api_name": "/chat"}
+    path.write_text(json.dumps({"models": models}))   # JSON is valid YAML
+
+
+def measure_latency(gateway: str, app_url: str, model: str, rounds: int, with_client: bool) -> dict[str, Any]:
+    message = "bench"
+    data = [message, SYSTEM, 64]
+    variants: dict[str, Any] = {
+        "direct": latency.Direct(app_url, "/chat", data),
+        "gateway": latency.ThroughGateway(gateway, model, message, stream=False),
+        "gateway_stream": latency.ThroughGateway(gateway, model, message, stream=True),
+    }
+    client = latency.GradioClient(app_url, "/chat", data) if with_client else None
+    if client is not None:
+        variants["gradio_client"] = client
+    try:
+        series = latency.interleaved(variants, rounds, warmup=max(3, rounds // 10))
+    finally:
+        if client is not None:
+            client.close()
+    out = {name: latency.summary(s) for name, s in series.items()}
+    d, g, s = out["direct"], out["gateway"], out["gateway_stream"]
+    diff = lambda a, b: None if a is None or b is None else round(a - b, 3)  # noqa: E731
+    out["added"] = {"non_stream_p50_ms": diff(g["p50_ms"], d["p50_ms"]),
+                    "non_stream_p99_ms": diff(g["p99_ms"], d["p99_ms"]),
+                    "stream_p50_ms": diff(s["p50_ms"], d["p50_ms"]),
+                    "stream_p99_ms": diff(s["p99_ms"], d["p99_ms"]),
+                    "ttft_p50_ms": diff(s["ttft_p50_ms"], d["ttft_p50_ms"]),
+                    "ttft_p99_ms": diff(s["ttft_p99_ms"], d["ttft_p99_ms"])}
+    return out
+
+
+def loadgen(*argv: str, timeout: float) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "bench.loadgen", *argv], cwd=procs.ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadgen failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_load(gw: procs.Gateway, model: str, args: argparse.Namespace, stream_chunks: int | None) -> dict[str, Any]:
+    """Throughput from a separate process, and the gateway's CPU per request during it."""
+    extra = ["--stream", "--message", f"chunks={stream_chunks} bench"] if stream_chunks else []
+    concurrency = args.concurrency if not stream_chunks else max(2, args.concurrency // 2)
+    cpu0, wall0 = gw.cpu(), time.monotonic()
+    result = loadgen("throughput", "--url", gw.url, "--model", model, "--concurrency", str(concurrency),
+                     "--duration", str(args.duration), *extra, timeout=args.duration + 60)
+    cpu = gw.cpu() - cpu0
+    result["gateway_cpu_s"] = round(cpu, 3)
+    result["gateway_cpu_ms_per_request"] = round(cpu * 1000 / result["requests"], 3) if result["requests"] else None
+    result["gateway_cpu_cores_busy"] = round(cpu / (time.monotonic() - wall0), 2)
+    return result
+
+
+def release(standin: str) -> None:
+    requests.post(standin + "bench/release", timeout=5)
+
+
+def standin_stats(standin: str) -> dict[str, Any]:
+    return requests.get(standin + "bench/stats", timeout=5).json()
+
+
+def measure_capacity(models_file: Path, standin: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Ascending levels of concurrent open streams on a fresh gateway, until one shows an error."""
+    top = max(args.levels)
+    gw = procs.start_gateway(models_file, args.workers, worker_connections=max(10000, top + 100))
+    levels: list[dict[str, Any]] = []
+    try:
+        for stream in (False, True) * 10:   # warm every worker: imports, pools, the app cache
+            latency.ThroughGateway(gw.url, "bench-standin", "bench", stream)()
+        time.sleep(0.5)
+        base = gw.memory()
+        for n in args.levels:
+            level = hold_level(gw, standin, n, base)
+            levels.append(level)
+            if level["errors"] or level["held"] < n:
+                break
+    finally:
+        gw.stop()
+    ok = [lv for lv in levels if not lv["errors"] and lv["held"] == lv["streams"]]
+    best = ok[-1] if ok else None
+    return {"workers": args.workers, "baseline": base, "levels": levels,
+            "max_streams_zero_errors": best["streams"] if best else 0,
+            "at_max": best, "tried_up_to": top}
+
+
+def hold_level(gw: procs.Gateway, standin: str, n: int, base: dict[str, int]) -> dict[str, Any]:
+    deadline = 60 + n / 20
+    gen = subprocess.Popen([sys.executable, "-m", "bench.loadgen", "hold", "--url", gw.url, "--model",
+                            "bench-standin", "--streams", str(n), "--deadline", str(deadline)],
+                           cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert gen.stdout is not None
+        held = json.loads(gen.stdout.readline() or "{}")
+        mem = gw.memory()
+        upstream_open = standin_stats(standin)["streams_open"]
+        end = time.monotonic() + deadline + 30
+        while gen.poll() is None and time.monotonic() < end:
+            release(standin)
+            try:
+                gen.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+        out, err = gen.communicate(timeout=30)
+        final = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"errors": n, "held": 0}
+    finally:
+        if gen.poll() is None:
+            gen.kill()
+            gen.wait()
+    count = max(held.get("open", 0), 1)
+    level = {"streams": n, "held": held.get("open", 0), "open_s": round(held.get("open_s", 0), 2),
+             "upstream_streams_open": upstream_open, "completed": final.get("completed", 0),
+             "errors": final.get("errors", n), "error_kinds": final.get("error_kinds", {}),
+             "rss_kib": mem["rss_kib"], "pss_kib": mem["pss_kib"],
+             "rss_per_stream_kib": round((mem["rss_kib"] - base["rss_kib"]) / count, 1),
+             "pss_per_stream_kib": round((mem["pss_kib"] - base["pss_kib"]) / count, 1)}
+    # Let the gateway wind the level down before the next one starts.
+    end = time.monotonic() + 30
+    while standin_stats(standin)["streams_open"] and time.monotonic() < end:
+        time.sleep(0.2)
+    print(f"  {n} streams: held {level['held']}, errors {level['errors']}, "
+          f"PSS/stream {level['pss_per_stream_kib']} KiB", flush=True)
+    return level
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    procs.raise_nofile()
+    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "smoke": args.smoke, "machine": machine(), "load_before": procs.load_average()}
+    started: list[Any] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        standin_proc, standin = procs.start_standin(chunks=8)
+        started.append(standin_proc)
+        real = None
+        if not args.no_gradio:
+            real_proc, real = procs.start_real_app()
+            started.append(real_proc)
+        models_file = tmp / "models.yaml"
+        write_models(models_file, standin, real)
+        gw = procs.start_gateway(models_file, args.workers, worker_connections=10000)
+        started.append(gw)
+
+        print("latency (concurrency 1) against the stand-in ...", flush=True)
+        results["latency_standin"] = measure_latency(gw.url, standin, "bench-standin", args.rounds, False)
+        if real:
+            print("latency (concurrency 1) against the real Gradio app, and gradio_client ...", flush=True)
+            results["latency_gradio"] = measure_latency(gw.url, real, "bench-gradio", max(5, args.rounds // 3), True)
+        print("throughput and CPU per request, non-stream ...", flush=True)
+        results["load_non_stream"] = measure_load(gw, "bench-standin", args, None)
+        print("throughput and CPU per request, 50-chunk streams ...", flush=True)
+        results["load_stream_50"] = measure_load(gw, "bench-standin", args, 50)
+        gw.stop()
+        started.remove(gw)
+        print("concurrent open streams ...", flush=True)
+        results["capacity"] = measure_capacity(models_file, standin, args)
+        results["standin_stats"] = standin_stats(standin)
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+    results["load_after"] = procs.load_average()
+    results["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run(args)
+    out = args.out or RESULTS / f"{'smoke' if args.smoke else 'bench'}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(render_table(results))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Latency at concurrency 1: the gateway, Gradio's HTTP protocol straight to the app, gradio_client.
+
+Every sample is timed from the first byte sent to the final answer (the
+`complete` event, the JSON body, or `data: [DONE]`); time to first token (TTFT)
+ends at the first event carrying answer text. Variants are interleaved, one
+sample of each per round, so drift on a shared machine hits them alike.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import requests
+
+
+@dataclass
+class Sample:
+    total: float
+    ttft: float | None = None
+
+
+@dataclass
+class Series:
+    name: str
+    samples: list[Sample] = field(default_factory=list)
+    errors: int = 0
+
+    def totals(self) -> list[float]:
+        return [s.total for s in self.samples]
+
+    def ttfts(self) -> list[float]:
+        return [s.ttft for s in self.samples if s.ttft is not None]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def sse_events(resp: requests.Response) -> Iterator[tuple[str, str]]:
+    """(event, data) pairs of a text/event-stream, parsed as they arrive."""
+    buffer, kind, data = b"", "message", []
+    for part in resp.iter_content(chunk_size=None):
+        buffer += part
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            text = line.rstrip(b"\r").decode()
+            if not text:
+                if data:
+                    yield kind, "\n".join(data)
+                kind, data = "message", []
+            elif text.startswith("event:"):
+                kind = text[6:].strip()
+            elif text.startswith("data:"):
+                data.append(text[5:].lstrip())
+
+
+class Direct:
+    """A completion sent straight to the app over Gradio's HTTP protocol (what the gateway does)."""
+
+    def __init__(self, base_url: str, api_name: str, data: list[Any]) -> None:
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.base = base_url.rstrip("/") + "/gradio_api/call/" + api_name.strip("/")
+        self.data = data
+
+    def __call__(self) -> Sample:
+        t0 = time.perf_counter()
+        event_id = self.session.post(self.base, json={"data": self.data}, timeout=30).json()["event_id"]
+        ttft = None
+        with self.session.get(f"{self.base}/{event_id}", stream=True, timeout=30) as resp:
+            for kind, data in sse_events(resp):
+                if kind in ("generating", "complete") and ttft is None:
+                    outputs = json.loads(data)
+                    if outputs and outputs[0]:
+                        ttft = time.perf_counter() - t0
+                if kind == "complete":
+                    total = time.perf_counter() - t0
+                    break
+                if kind == "error":
+                    raise RuntimeError(f"the app failed: {data}")
+            else:
+                raise RuntimeError("the event stream ended without `complete`")
+            for _ in resp.iter_content(chunk_size=None):   # drain: the connection goes back to the pool
+                pass
+        return Sample(total, ttft)
+
+
+class ThroughGateway:
+    """The same completion through the gateway's /v1/chat/completions."""
+
+    def __init__(self, gateway_url: str, model: str, message: str, stream: bool) -> None:
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.url = gateway_url.rstrip("/") + "/v1/chat/completions"
+        self.body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": message}]}
+        self.stream = stream
+
+    def __call__(self) -> Sample:
+        t0 = time.perf_counter()
+        if not self.stream:
+            resp = self.session.post(self.url, json=self.body, timeout=30)
+            resp.raise_for_status()
+            if not resp.json()["choices"][0]["message"]["content"]:
+                raise RuntimeError("empty completion")
+            return Sample(time.perf_counter() - t0)
+        ttft = None
+        with self.session.post(self.url, json=self.body, stream=True, timeout=30) as resp:
+            resp.raise_for_status()
+            for _, data in sse_events(resp):
+                if data == "[DONE]":
+                    return Sample(time.perf_counter() - t0, ttft)
+                if ttft is None:
+                    choices = json.loads(data).get("choices") or [{}]
+                    if choices[0].get("delta", {}).get("content"):
+                        ttft = time.perf_counter() - t0
+        raise RuntimeError("the stream ended without [DONE]")
+
+
+class GradioClient:
+    """gradio_client's Client.predict straight to the app: what a user would otherwise write."""
+
+    def __init__(self, base_url: str, api_name: str, data: list[Any]) -> None:
+        from gradio_client import Client
+
+        self.client = Client(base_url, verbose=False, download_files=False)
+        self.api_name = api_name
+        self.data = data
+
+    def __call__(self) -> Sample:
+        t0 = time.perf_counter()
+        self.client.predict(*self.data, api_name=self.api_name)
+        return Sample(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def interleaved(variants: dict[str, Callable[[], Sample]], rounds: int, warmup: int) -> dict[str, Series]:
+    series = {name: Series(name) for name in variants}
+    for i in range(warmup + rounds):
+        for name, call in variants.items():
+            try:
+                sample = call()
+            except Exception:  # counted, not fatal: a latency run reports its errors
+                series[name].errors += 1
+                continue
+            if i >= warmup:
+                series[name].samples.append(sample)
+    return series
+
+
+def summary(series: Series) -> dict[str, Any]:
+    ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
+    return {"n": len(series.samples), "errors": series.errors,
+            "p50_ms": ms(percentile(series.totals(), 50)), "p99_ms": ms(percentile(series.totals(), 99)),
+            "ttft_p50_ms": ms(percentile(series.ttfts(), 50)), "ttft_p99_ms": ms(percentile(series.ttfts(), 99))}
