@@ -16,10 +16,13 @@ V = TypeVar("V")
 
 
 class _Flight:
+    """One build in progress; later askers for the same key wait for it."""
+
     def __init__(self) -> None:
         self.done = threading.Event()
         self.value: object = None
         self.error: BaseException | None = None
+        self.waiters = 0
 
 
 class BuildOnceCache(Generic[V]):
@@ -47,6 +50,8 @@ class BuildOnceCache(Generic[V]):
             if leader:
                 flight = self._flights[key] = _Flight()
                 self.misses += 1
+            else:
+                flight.waiters += 1
         assert flight is not None
         if not leader:
             flight.done.wait()
@@ -71,9 +76,28 @@ class BuildOnceCache(Generic[V]):
                 self._flights.pop(key, None)
             flight.done.set()
 
+    def refresh(self, key: Hashable, stale: V, build: Callable[[], V]) -> V:
+        """Replace `stale` with a fresh build, once however many callers found it stale."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and item[1] is not stale:
+                return item[1]          # another caller already rebuilt it
+            self._items.pop(key, None)
+        return self.get(key, build)
+
     def invalidate(self, key: Hashable) -> None:
         with self._lock:
             self._items.pop(key, None)
+
+    def waiting(self, key: Hashable) -> int:
+        """How many callers wait for the build of key in progress (0 when none runs)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            return flight.waiters if flight is not None else 0
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._items)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -1,6 +1,7 @@
 """Space id -> host and stage, through the Hub API at HF_ENDPOINT."""
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -11,9 +12,11 @@ from ..credentials import Credential
 from ..errors import SpaceNotFound, UpstreamUnauthorized, UpstreamUnavailable, UpstreamTimeout
 from .protocol import check_status, mapped_errors
 
-RUNNING = {"RUNNING", "RUNNING_BUILDING"}
-STARTING = {"BUILDING", "APP_STARTING", "RUNNING_APP_STARTING", "STARTING"}
+# RUNNING_BUILDING / RUNNING_APP_STARTING: the old version serves while a new one starts.
+RUNNING = {"RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"}
+STARTING = {"BUILDING", "APP_STARTING", "STARTING"}
 SLEEPING = {"SLEEPING"}
+POLL_FIRST, POLL_MAX = 0.25, 2.0     # seconds between Hub look-ups while a Space wakes
 
 
 @dataclass(frozen=True)
@@ -60,17 +63,19 @@ def check_stage(info: SpaceInfo) -> None:
 
 
 def wait_awake(session: requests.Session, lookup: Callable[[], SpaceInfo], info: SpaceInfo,
-               deadline: float, timeout: tuple[float, float], poll: float = 2.0) -> SpaceInfo:
-    """Wake a SLEEPING Space (any request to its host does) and wait until it runs."""
-    with mapped_errors("waking the Space"):
-        try:
-            session.get(info.host, timeout=timeout).close()
-        except requests.exceptions.RequestException:
-            pass  # a sleeping host may not answer this first request; the stage tells
+               deadline: float, timeout: tuple[float, float], headers: dict[str, str]) -> SpaceInfo:
+    """Wake a SLEEPING Space (any request to its host does) and wait, within deadline, until it runs."""
+    with contextlib.suppress(requests.exceptions.RequestException):
+        # A sleeping host may not answer this first request; the stage tells. A private
+        # Space needs the credential to be woken.
+        session.get(info.host, headers=headers, timeout=timeout, allow_redirects=False).close()
+    poll = POLL_FIRST
     while info.stage in SLEEPING or info.stage in STARTING:
         if time.monotonic() + poll > deadline:
-            raise UpstreamTimeout(f"The Space '{info.space_id}' did not wake up in time.")
-        time.sleep(poll)
+            raise UpstreamTimeout(f"The Space '{info.space_id}' did not wake up in time "
+                                  f"(stage {info.stage}).")
+        time.sleep(poll)        # cooperative under gevent
+        poll = min(poll * 2, POLL_MAX)
         info = lookup()
     check_stage(info)
     return info

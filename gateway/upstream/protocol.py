@@ -13,12 +13,24 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import requests
+import urllib3
 
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
 RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.I)
 RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
+
+
+class UpstreamUnreachable(UpstreamUnavailable):
+    """503 for a failure before the app could see the request: nothing connected, or the host's
+    front (a load balancer, the Space's proxy) answered 502/503. Safe to retry: no prompt ran."""
+
+
+def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the TCP connection was never made (refused, no route, no such name)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,10 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise UpstreamUnavailable(f"The proxy refused the connection ({what}).") from None
     except requests.exceptions.SSLError:
         raise UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}).") from None
-    except requests.exceptions.ConnectionError:
-        raise UpstreamUnavailable(f"The Gradio app is unreachable ({what}).") from None
+    except requests.exceptions.ConnectionError as exc:
+        if _never_connected(exc):
+            raise UpstreamUnreachable(f"The Gradio app is unreachable ({what}).") from None
+        raise UpstreamUnavailable(f"The connection to the Gradio app broke ({what}).") from None
     except (requests.exceptions.RequestException, OSError):
         raise UpstreamError(f"The connection to the Gradio app failed ({what}).") from None
     except (ValueError, UnicodeDecodeError):
@@ -78,10 +92,17 @@ def check_status(resp: requests.Response, what: str) -> None:
     if status == 429:
         raise UpstreamQuota(f"The Gradio app is rate limited ({what}).",
                             retry_after=retry_after_from(detail, resp.headers.get("Retry-After")))
-    if status in (502, 503, 504):
+    retry_after = retry_after_from(None, resp.headers.get("Retry-After"))
+    if status in (502, 503):
+        # The host's front or Gradio's full queue refused the request: the app did not take it.
+        raise UpstreamUnreachable(f"The Gradio app is unavailable ({what}: HTTP {status}).",
+                                  retry_after=retry_after or 10)
+    if status == 504:
         raise UpstreamUnavailable(f"The Gradio app is unavailable ({what}: HTTP {status}).",
-                                  retry_after=retry_after_from(None, resp.headers.get("Retry-After")) or 10)
-    if status in (404, 405, 422) and what.startswith("call"):
+                                  retry_after=retry_after or 10)
+    if status in (404, 405, 422, 500) and what.startswith("call"):
+        # Gradio answers an unknown api_name with 500 and bad inputs with 422: the cached API
+        # description may be stale. The runner checks it against a fresh one.
         raise UpstreamApiChanged(f"The Gradio app rejected the call ({what}: HTTP {status}).")
     suffix = f": {detail}" if detail else ""
     raise UpstreamError(f"The Gradio app answered HTTP {status} ({what}){suffix}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import secrets
 import socket
 import time
@@ -25,13 +26,16 @@ from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
 from .images import fetch_image, file_name
 from .mapping import build_plan, outputs_text
-from .protocol import Gradio, abort, iter_events, retry_after_from
+from .protocol import Gradio, UpstreamUnreachable, abort, iter_events, retry_after_from
 
 log = logging.getLogger("gateway.upstream")
 
 KEEPALIVE = object()      # yielded by Run.events() when the stream has been idle SSE_KEEPALIVE seconds
 _TICK = object()          # an upstream heartbeat: resets the idle timer, yields nothing
 _CLIENT_GONE = object()
+RETRIES = 2               # transient failures retried before the app accepted the job
+BACKOFF_BASE = 0.25       # seconds; doubled per retry, times a jitter of 0.5-1
+BACKOFF_CAP = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,9 @@ def error_from_event(data: Any) -> GatewayError:
         return UpstreamQuota(f"{title}: {text}" if message else title,
                              retry_after=retry_after_from(text))
     if not message:
-        return UpstreamError("The Gradio app raised an error and did not show its message.")
+        # Gradio hides the message of its own input validation too: when the cached API is
+        # stale, this is what a call with the old inputs gets. The runner checks the API.
+        return UpstreamApiChanged("The Gradio app raised an error and did not show its message.")
     return UpstreamError(f"The Gradio app failed: {message}")
 
 
@@ -73,6 +79,7 @@ class Run:
         self.idle = settings.idle_timeout
         self.deadline = time.monotonic() + settings.total_timeout
         self.emitted = False
+        self.accepted = False              # the app took the job: no transient retry any more
         self.first_event_at: float | None = None
         self._client_socket = client_socket
 
@@ -195,9 +202,26 @@ class Run:
             return
 
 
+CREDENTIAL_HEADERS = ("X-HF-Authorization", "X-IP-Token")
+
+
+class UpstreamSession(requests.Session):
+    """A Session that drops the credential headers on a redirect to another host.
+
+    requests strips only `Authorization` there; a Gradio host redirecting elsewhere must
+    not receive a user's X-HF-Authorization either.
+    """
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name in CREDENTIAL_HEADERS:
+                prepared_request.headers.pop(name, None)
+
+
 def make_session(settings: Settings) -> requests.Session:
     """The process's connection pools: one Session, pools per host, bounded (LRU) by urllib3."""
-    session = requests.Session()
+    session = UpstreamSession()
     session.trust_env = False          # only USE_PROXY/PROXY_URL choose a proxy; no .netrc credentials
     session.proxies.update(settings.proxies)
     adapter = HTTPAdapter(pool_connections=64, pool_maxsize=512)
@@ -228,23 +252,54 @@ class Upstream:
     # ------------------------------------------------------------ the job
 
     def _execute(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
-        """Try once; then once anonymously after a refusal of a user token, once with fresh metadata."""
-        refreshed = False
+        """Attempt the job; retry only where no prompt ran twice and nothing reached the client.
+
+        - a transient failure before the app accepted the job: up to RETRIES times, with backoff;
+        - a user token refused (401/403) or out of ZeroGPU quota: once, anonymously;
+        - a call rejected because the app's API changed under the cache: once, with fresh metadata.
+        """
+        refreshed, transient = False, 0
         while True:
+            app: App | None = None
+            run.accepted = False
             try:
-                self._attempt(run, model, chat, credential)
+                app = self.app_for(model, credential, run.deadline)
+                self._attempt(run, app, model, chat, credential)
                 return
+            except UpstreamUnreachable:
+                if run.accepted or run.emitted or run.closed or transient >= RETRIES:
+                    raise
+                transient += 1
+                self._backoff(run, transient)
             except (UpstreamUnauthorized, UpstreamQuota) as exc:
                 if not credential.is_user_token or run.emitted or run.closed:
                     raise
                 log.info("retrying %s anonymously after %s", model.id, type(exc).__name__)
                 credential = credential.anonymous()
             except UpstreamApiChanged:
-                if refreshed or run.emitted or run.closed:
+                if refreshed or app is None or run.emitted or run.closed or \
+                        not self._api_changed(model, credential, app):
                     raise
-                log.info("the API of %s changed; reloading its description", model.id)
-                self.apps.invalidate(self._app_key(model, credential))
+                log.info("the API of %s changed; retrying with its new description", model.id)
                 refreshed = True
+
+    @staticmethod
+    def _backoff(run: Run, attempt: int) -> None:
+        """Exponential backoff with jitter, never past the run's deadline."""
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        if time.monotonic() + delay >= run.deadline:
+            raise UpstreamTimeout("The Gradio app did not become available within UPSTREAM_TOTAL_TIMEOUT.")
+        time.sleep(delay)   # cooperative under gevent
+
+    def _api_changed(self, model: Model, credential: Credential, stale: App) -> bool:
+        """Rebuild the app's metadata (once for all callers) and tell whether its API changed."""
+        def build() -> App:
+            return load_app(stale.base_url, self._gradio(stale.base_url, credential))
+        try:
+            fresh = self.apps.refresh(self._app_key(model, credential), stale, build)
+        except GatewayError:
+            return False
+        return fresh.signature != stale.signature
 
     def _app_key(self, model: Model, credential: Credential) -> tuple[str, str]:
         # What an app shows may depend on the credential (a private Space): key by its hash.
@@ -270,7 +325,8 @@ class Upstream:
         check_stage(info)
         if info.stage in SLEEPING:
             info = wait_awake(self.session, lookup, info,
-                              deadline or time.monotonic() + self.settings.total_timeout, self.timeouts)
+                              deadline or time.monotonic() + self.settings.total_timeout, self.timeouts,
+                              credential.app_headers())
         return info.host
 
     def _upload(self, gradio: Gradio, url: str, index: int) -> dict[str, Any]:
@@ -282,8 +338,7 @@ class Upstream:
         return {"path": path, "orig_name": name, "mime_type": mime, "size": len(content),
                 "meta": {"_type": "gradio.FileData"}}
 
-    def _attempt(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
-        app = self.app_for(model, credential, run.deadline)
+    def _attempt(self, run: Run, app: App, model: Model, chat: ChatRequest, credential: Credential) -> None:
         gradio = self._gradio(app.base_url, credential, app.api_prefix)
         counter = iter(range(1, 1000))
         plan = build_plan(app, model.api_name, model.flags, chat,
@@ -291,6 +346,7 @@ class Upstream:
         endpoint = plan.endpoint
         session_hash = secrets.token_hex(8)    # a fresh session per request: no shared chat state
         event_id = gradio.submit(endpoint.api_name, plan.data, session_hash)
+        run.accepted = True                    # from here on, a retry would run the prompt twice
         if endpoint.fn_index is not None:
             fn_index = endpoint.fn_index
             run.on_close(lambda: spawn(gradio.cancel, event_id, session_hash, fn_index))
