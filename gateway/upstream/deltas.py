@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 
@@ -14,17 +15,23 @@ class Delta:
         return bool(self.content or self.reasoning)
 
 
+# A tail that may still turn into something else in the next snapshot: the start of an
+# HTML tag (<details> becomes reasoning) or of an entity (&amp; becomes &).
+UNSETTLED = re.compile(r"(?:<[A-Za-z/][A-Za-z]{0,9}|<|&#?[A-Za-z0-9]{0,10})$")
+
+
 class SnapshotDiffer:
     """Turns full-text snapshots into what is new, cut at the first stop sequence.
 
-    Content that could be the start of a stop sequence is held back until the
-    next snapshot shows it is not, so a stop split across two snapshots is
-    still caught and nothing after it is ever sent.
+    Text that could still change meaning is held back until the next snapshot
+    settles it: the start of a stop sequence (so a stop split across two
+    snapshots is still caught and nothing after it is ever sent), and the start
+    of an HTML tag or entity (which the next snapshot may turn into reasoning or
+    unescape). The final snapshot releases everything.
     """
 
     def __init__(self, stop: list[str] | None = None) -> None:
         self.stop = [s for s in (stop or []) if s]
-        self._hold = max((len(s) for s in self.stop), default=1) - 1
         self._sent_content = ""
         self._sent_reasoning = ""
         self.stopped = False
@@ -32,24 +39,29 @@ class SnapshotDiffer:
     def feed(self, content: str, reasoning: str = "", final: bool = False) -> Delta:
         if self.stopped:
             return Delta()
-        new_reasoning = self._new(self._sent_reasoning, reasoning)
-        self._sent_reasoning = reasoning if reasoning.startswith(self._sent_reasoning) else \
-            self._sent_reasoning + new_reasoning
         cut = min((i for i in (content.find(s) for s in self.stop) if i >= 0), default=-1)
         if cut >= 0:
             content, self.stopped, final = content[:cut], True, True
-        ready = content if final or not self.stop else content[:len(content) - self._held_suffix(content)]
-        new_content = self._new(self._sent_content, ready)
+        if not final:
+            content = content[:len(content) - self._held(content, self.stop)]
+            reasoning = reasoning[:len(reasoning) - self._held(reasoning, [])]
+        new_content = self._new(self._sent_content, content)
+        new_reasoning = self._new(self._sent_reasoning, reasoning)
         self._sent_content += new_content
+        self._sent_reasoning += new_reasoning
         return Delta(new_content, new_reasoning)
 
-    def _held_suffix(self, content: str) -> int:
-        """Length of the longest tail of content that starts some stop sequence."""
-        for size in range(min(self._hold, len(content)), 0, -1):
-            tail = content[-size:]
-            if any(s.startswith(tail) for s in self.stop):
-                return size
-        return 0
+    @staticmethod
+    def _held(text: str, stops: list[str]) -> int:
+        """Length of the longest tail of text that is unsettled or starts some stop sequence."""
+        held = 0
+        for stop in stops:
+            for size in range(min(len(stop) - 1, len(text)), held, -1):
+                if stop.startswith(text[-size:]):
+                    held = size
+                    break
+        match = UNSETTLED.search(text)
+        return max(held, len(match.group(0)) if match else 0)
 
     @staticmethod
     def _new(sent: str, snapshot: str) -> str:

@@ -1,0 +1,148 @@
+"""An app's outputs -> (content, reasoning) text (CONTRACT §6).
+
+Reasoning is what an app shows as thinking: `<details>` (or `<think>`) blocks, the first
+of two text outputs, message dicts whose metadata has a title (Gradio's "thoughts").
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+# A block still open at the end of a snapshot is reasoning in progress.
+THINKING = re.compile(r"<(details|think)\b[^>]*>(.*?)(?:</\1>|$)", re.S | re.I)
+SUMMARY = re.compile(r"<summary\b[^>]*>.*?(?:</summary>|$)", re.S | re.I)
+Text = tuple[str, str]
+
+
+def _join(parts: list[str], sep: str = "\n\n") -> str:
+    return sep.join(p for p in parts if p)
+
+
+def split_thinking(text: str) -> Text:
+    """(content, reasoning) of a string with <details>/<think> blocks; entities unescaped."""
+    blocks = [SUMMARY.sub("", m.group(2)).strip() for m in THINKING.finditer(text)]
+    content = THINKING.sub("", text).strip() if blocks else text
+    return html.unescape(content), html.unescape(_join(blocks, "\n"))
+
+
+def file_link(value: dict[str, Any], file_base: str = "") -> str:
+    """A Markdown link to a FileData output."""
+    path = value.get("path")
+    url = value.get("url") or (f"{file_base}{path}" if file_base and path else path) or ""
+    name = value.get("orig_name") or str(path or url).rsplit("/", 1)[-1]
+    return f"[{name}]({url})" if url else ""
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("path") or value.get("url"), str) \
+        and "role" not in value and "content" not in value
+
+
+def _part_text(item: Any, file_base: str) -> str:
+    if isinstance(item, str):
+        return item
+    if not isinstance(item, dict):
+        return ""
+    if isinstance(item.get("text"), str):
+        return item["text"]
+    if isinstance(item.get("file"), dict):
+        return file_link(item["file"], file_base)
+    if _is_file(item):
+        return file_link(item, file_base)
+    if _is_file(item.get("value")):            # a component message: {"component": "image", "value": FileData}
+        return file_link(item["value"], file_base)
+    return ""
+
+
+def message_text(msg: dict[str, Any], file_base: str = "") -> Text:
+    """(content, reasoning) of one Gradio message dict; a titled message is a thought."""
+    content = msg.get("content")
+    items = content if isinstance(content, list) else [content]
+    text = _join([_part_text(i, file_base) for i in items], "\n")
+    content_text, reasoning = split_thinking(text)
+    meta = msg.get("metadata")
+    if isinstance(meta, dict) and meta.get("title"):
+        return "", _join([reasoning, content_text], "\n")
+    return content_text, reasoning
+
+
+def _chat_answer(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answer in a list of messages: all of them, or the trailing assistant run of a whole history."""
+    if not any(m.get("role") == "user" for m in messages):
+        return [m for m in messages if m.get("role", "assistant") == "assistant"]
+    tail: list[dict[str, Any]] = []
+    for m in reversed(messages):
+        if m.get("role") != "assistant":
+            break
+        tail.insert(0, m)
+    return tail
+
+
+def _merge(texts: list[Text], sep: str = "\n\n") -> Text:
+    return _join([c for c, _ in texts], sep), _join([r for _, r in texts], "\n")
+
+
+def _from_list(value: list[Any], file_base: str) -> Text:
+    if len(value) == 2 and all(isinstance(v, str) for v in value):
+        return _pair(value[0], value[1])
+    if value and all(isinstance(v, dict) and ("role" in v or "content" in v) for v in value):
+        return _merge([message_text(m, file_base) for m in _chat_answer(value)], "\n")
+    if value and all(isinstance(v, (list, tuple)) for v in value):       # [user, bot] pairs
+        last = value[-1]
+        return extract_output(last[1] if len(last) > 1 else None, file_base)
+    return _merge([extract_output(v, file_base) for v in value], "\n")
+
+
+def _pair(reasoning: str, answer: str) -> Text:
+    content, more = split_thinking(answer)
+    return content, _join([html.unescape(reasoning), more], "\n")
+
+
+def extract_output(value: Any, file_base: str = "") -> Text:
+    """(content, reasoning) of one output value."""
+    if value is None:
+        return "", ""
+    if isinstance(value, str):
+        return split_thinking(value)
+    if isinstance(value, (list, tuple)):
+        return _from_list(list(value), file_base)
+    if isinstance(value, dict):
+        if "role" in value or "content" in value:
+            return message_text(value, file_base)
+        if _is_file(value):
+            return file_link(value, file_base), ""
+        if isinstance(value.get("text"), str):          # a multimodal answer: {text, files}
+            files = [_part_text(f if isinstance(f, dict) else {"path": f}, file_base)
+                     for f in value.get("files") or []]
+            text, reasoning = split_thinking(value["text"])
+            return _join([text, *files], "\n"), reasoning
+        if "value" in value and value.get("__type__") == "update":
+            return extract_output(value["value"], file_base)
+        return json.dumps(value), ""
+    return str(value), ""
+
+
+def read_outputs(data: Any, returns: tuple[dict[str, Any], ...] = (), file_base: str = "") -> Text:
+    """(content, reasoning) from an event's outputs list.
+
+    A chat output (a Chatbot, or a list of messages) is the answer by itself; two text
+    outputs are a (reasoning, answer) pair; otherwise every output's text, in order.
+    """
+    if not isinstance(data, list):
+        return extract_output(data, file_base)
+    values = [v for v in data if v is not None]
+    components = [str(r.get("component", "")).lower() for r in returns]
+    for i, v in enumerate(data):
+        if v is not None and (i < len(components) and components[i] == "chatbot"
+                              or isinstance(v, list) and v and all(isinstance(m, dict) for m in v)):
+            return extract_output(v, file_base)
+    if len(values) == 2 and all(isinstance(v, str) for v in values):
+        return _pair(values[0], values[1])
+    return _merge([extract_output(v, file_base) for v in values])
+
+
+def outputs_text(data: Any) -> Text:
+    """(content, reasoning) from an event's outputs list, without the endpoint's description."""
+    return read_outputs(data)
