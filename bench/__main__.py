@@ -59,7 +59,17 @@ def machine() -> dict[str, Any]:
             versions[dist] = None
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1),
             "kernel": platform.release(), "python": platform.python_version(), "versions": versions,
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+            "git": git_state()}
+
+
+def git_state() -> dict[str, Any]:
+    """Which gateway code was measured: the commit, and whether gateway/ had uncommitted edits."""
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=procs.ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "gateway_dirty": bool(git("status", "--porcelain", "--", "gateway", "gunicorn.conf.py", "wsgi.py"))}
 
 
 def write_models(path: Path, standin: str, real: str | None) -> None:

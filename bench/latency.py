@@ -114,8 +114,11 @@ class ThroughGateway:
             for _, data in sse_events(resp):
                 if data == "[DONE]":
                     return Sample(time.perf_counter() - t0, ttft)
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise RuntimeError(f"the gateway sent an error event: {chunk['error']}")
                 if ttft is None:
-                    choices = json.loads(data).get("choices") or [{}]
+                    choices = chunk.get("choices") or [{}]
                     if choices[0].get("delta", {}).get("content"):
                         ttft = time.perf_counter() - t0
         raise RuntimeError("the stream ended without [DONE]")
