@@ -18,7 +18,7 @@ FLAGGED = {
     "input-data-10": ("input-data", "10"), "input-data-11": ("input-data", "11"),
     "input-data-12": ("input-data", "12"),
     "vision-20": ("vision", "20"), "vision-22": ("vision", "22"),
-    "look-30": ("look", "30"), "respond-40": ("respond", "40"),
+    "look-30": ("look", "30"), "respond-40": ("respond", "40"), "chat-40": ("chat", "40"),
     "policy-50": ("policy", "50"), "policy-52": ("policy", "52"),
     # Flags naming parameters the app lacks: the message goes first, the system text leads it.
     "query-00": ("query", "00"),
