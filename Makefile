@@ -30,3 +30,8 @@ clean:
 # Every figure of issue 6 in one run: a table on stdout, JSON in bench/results/ (BENCHMARKS.md).
 bench: install-dev
 	$(BIN)/python -m bench
+
+# The full-size load and soak of issue 7: 2,000 concurrent streams through one gunicorn worker,
+# disconnect storms, and the leak checks (the normal suite runs the same tests with 200).
+soak: install-dev
+	SOAK_STREAMS=2000 SOAK_ROUNDS=3 $(BIN)/python -m pytest -q -s -o timeout=900 tests/test_load.py

@@ -50,7 +50,12 @@ def post_worker_init(worker):
         gc.collect()
         alive = sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and bool(o))
         status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-        fds = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
+        fds = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                fds.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass   # the descriptor listdir itself used
         sock.sendall(json.dumps({"pid": os.getpid(), "greenlets": alive,
                                  "rss_kib": int(status["VmRSS"].split()[0]),
                                  "sockets": sum(1 for f in fds if f.startswith("socket:")),

@@ -94,12 +94,15 @@ class App:
     """One Gradio app of the stand-in: its API, its reply, its armed faults, what reached it."""
 
     def __init__(self, server: "FaultyGradio", name: str, *, words: int = 3, interval: float = 0.0,
-                 multimodal: bool = False) -> None:
+                 multimodal: bool = False, gate: int = 0) -> None:
         self.server = server
         self.name = name
         self.words = words              # the reply streams this many words
         self.interval = interval        # seconds between two generating events
         self.multimodal = multimodal
+        self.gate = gate                # hold every stream (heartbeating) until this many are open at once
+        self.streaming = 0              # this app's open event streams
+        self.peak = 0                   # the most that were open at once
         self.version = 1
         self.faults: deque[Fault] = deque()
         self.redirect_to: str | None = None   # answer every GET with a 302 to this URL
@@ -346,6 +349,9 @@ class FaultyGradio:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
         self._count("open_streams")
+        with self.lock:
+            app.streaming += 1
+            app.peak = max(app.peak, app.streaming)
         gone = asyncio.ensure_future(reader.read(1))   # b"" once the gateway hangs up
         try:
             await self._stream(app, job, writer, gone)
@@ -353,6 +359,8 @@ class FaultyGradio:
             self._end(job, "closed_by_gateway")
         finally:
             gone.cancel()
+            with self.lock:
+                app.streaming -= 1
             self._count("open_streams", -1)
         return False
 
@@ -364,7 +372,12 @@ class FaultyGradio:
             payload = raw if raw is not None else json.dumps(data).encode()
             chunk = b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if kind == "complete":      # the job is done: nothing the gateway does now changes that
+                self._finish(writer)
+                self._end(job, "completed")
             await writer.drain()
+            if kind == "complete":
+                return True
             if app.interval or kind == "heartbeat":
                 await asyncio.wait([gone], timeout=app.interval or 0.2)
             if gone.done() or self._stopping.is_set():
@@ -376,6 +389,9 @@ class FaultyGradio:
             while await send("heartbeat", None):
                 pass
             return
+        while app.peak < app.gate:   # a barrier: wait, as a queued Gradio job does, with heartbeats
+            if not await send("heartbeat", None):
+                return
         if fault and fault.kind == "bad_sse":
             await send("generating", None, raw=b'["word0", {not json')
             await gone
@@ -390,8 +406,6 @@ class FaultyGradio:
             text = "x" * fault.size
             await send("generating", [text[: fault.size // 2], None])
             await send("complete", [text, None])
-            self._finish(writer)
-            self._end(job, "completed")
             return
         words = app.reply().split(" ")
         for i in range(1, len(words) + 1):
@@ -402,8 +416,6 @@ class FaultyGradio:
                 writer.transport.abort()
                 return
         await send("complete", [" ".join(words), None])
-        self._finish(writer)
-        self._end(job, "completed")
 
     @staticmethod
     def _finish(writer: asyncio.StreamWriter) -> None:
