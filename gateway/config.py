@@ -1,6 +1,7 @@
 """Settings from the environment, validated once at start-up."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -61,8 +62,8 @@ def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool 
     except ValueError:
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"{name}: must be {kind}, got {raw!r}") from None
-    if value <= minimum or value != value:  # also rejects NaN
-        raise ConfigError(f"{name}: must be greater than {minimum:g}, got {raw!r}")
+    if not math.isfinite(value) or value <= minimum:
+        raise ConfigError(f"{name}: must be a finite number greater than {minimum:g}, got {raw!r}")
     return value
 
 

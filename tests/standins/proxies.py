@@ -106,11 +106,42 @@ class HttpProxy(_Proxy):
             kept = [h for h in header_lines
                     if h.split(":", 1)[0].strip().lower() not in {"connection", "proxy-connection"}]
             # One request per connection keeps the relay simple; the client opens a new one.
+            rest = self._whole_body(client, header_lines, rest)
             head_out = "\r\n".join([f"{method} {path} {version}", *kept, "Connection: close"])
             upstream.sendall(head_out.encode("latin-1") + b"\r\n\r\n" + rest)
+            if not self._answer_head(upstream, client):
+                upstream.close()
+                return
         with upstream:
             upstream.settimeout(None)
             relay(client, upstream)
+
+
+    @staticmethod
+    def _whole_body(client: socket.socket, header_lines: list[str], rest: bytes) -> bytes:
+        """Read the request body (Content-Length) before asking the origin."""
+        length = next((int(h.split(":", 1)[1]) for h in header_lines
+                       if h.split(":", 1)[0].strip().lower() == "content-length"), 0)
+        while len(rest) < length:
+            more = client.recv(65536)
+            if not more:
+                break
+            rest += more
+        return rest
+
+    @staticmethod
+    def _answer_head(upstream: socket.socket, client: socket.socket) -> bool:
+        """Pass the origin's response head on, saying this connection closes after it."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = upstream.recv(65536)
+            if not more:
+                return False
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = [h for h in head.split(b"\r\n") if not h.lower().startswith(b"connection:")]
+        client.sendall(b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n" + body)
+        return True
 
 
 class Socks5Proxy(_Proxy):
