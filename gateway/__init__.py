@@ -1,19 +1,21 @@
 """gradio-chat-gateway: an OpenAI-compatible chat API in front of Gradio apps."""
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Mapping
 
 from flask import Blueprint, Flask, request
 from werkzeug.exceptions import HTTPException
 
-from . import credentials
+from . import credentials, openapi
 from .config import ConfigError, Settings, load_settings
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, RequestTooLarge, error_response
-from .http import add_request_id_header, check_body_size, request_id
+from .http import (add_cors_headers, add_request_id_header, begin_exchange, check_body_size, current_exchange,
+                   finish_exchange, request_id)
+from .logs import configure_logging
 from .registry import Registry, load_registry
-from .routes import completions, health, models
+from .routes import completions, health, meta, models
 from .upstream import Upstream
 
 __all__ = ["create_app", "Gateway", "ConfigError", "Settings"]
@@ -27,6 +29,8 @@ class GatewayState:
     settings: Settings
     registry: Registry
     upstream: Upstream
+    url_prefix: str = ""
+    openapi: dict[str, Any] = field(default_factory=dict)
 
 
 def from_http_exception(exc: HTTPException) -> GatewayError:
@@ -45,6 +49,9 @@ def from_http_exception(exc: HTTPException) -> GatewayError:
 def render_error(exc: Exception) -> Any:
     if isinstance(exc, HTTPException):
         exc = from_http_exception(exc)
+    exchange = current_exchange()
+    if exchange is not None:
+        exchange.fail(exc)
     return add_request_id_header(error_response(exc, request_id()))
 
 
@@ -58,37 +65,49 @@ class Gateway:
             self.init_app(app, url_prefix=url_prefix)
 
     def init_app(self, app: Flask, url_prefix: str = "", settings: Settings | None = None) -> None:
+        """Mount the API (and its probes, /metrics, /openapi.json) under url_prefix.
+
+        Only the gateway's own blueprints get its hooks and error handlers: the
+        host app's routes, error handlers and logging stay as they were.
+        """
         if EXTENSION in app.extensions:
             raise RuntimeError("The gateway is already registered on this app.")
         settings = settings or self.settings or load_settings()
-        state = GatewayState(settings, load_registry(settings), Upstream(settings))
-        app.extensions[EXTENSION] = state
         prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
+        state = GatewayState(settings, load_registry(settings), Upstream(settings), prefix,
+                             openapi.build(prefix))
+        app.extensions[EXTENSION] = state
+        app.register_blueprint(_api_blueprint(state))
+        app.register_blueprint(_meta_blueprint(state))
 
-        api = Blueprint("gateway_api", __name__, url_prefix=prefix + "/v1")
-        api.register_blueprint(models.bp)
-        api.register_blueprint(completions.bp)
 
-        @api.before_request
-        def guard() -> None:
-            request_id()
+def _api_blueprint(state: GatewayState) -> Blueprint:
+    api = Blueprint("gateway_api", __name__, url_prefix=state.url_prefix + "/v1")
+    api.register_blueprint(models.bp)
+    api.register_blueprint(completions.bp)
+
+    @api.before_request
+    def guard() -> None:
+        begin_exchange(state.upstream.apps)
+        if request.method != "OPTIONS":   # a CORS preflight carries no credentials
             credentials.check_api_key(request.headers, state.settings)
-            check_body_size(state.settings.max_body_bytes)
+        check_body_size(state.settings.max_body_bytes)
 
-        api.after_request(add_request_id_header)
-        api.register_error_handler(Exception, render_error)
-        app.register_blueprint(api)
-
-        probes = Blueprint("gateway_health", __name__, url_prefix=prefix or None)
-        probes.register_blueprint(health.bp)
-        probes.after_request(add_request_id_header)
-        app.register_blueprint(probes)
+    api.after_request(partial(add_cors_headers, origins=state.settings.cors_origins))
+    api.after_request(finish_exchange)
+    api.after_request(add_request_id_header)
+    api.register_error_handler(Exception, render_error)
+    return api
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gateway").setLevel(settings.log_level)
+def _meta_blueprint(state: GatewayState) -> Blueprint:
+    """Probes, /metrics and /openapi.json: not logged line by line, no API key."""
+    probes = Blueprint("gateway_health", __name__, url_prefix=state.url_prefix or None)
+    probes.register_blueprint(health.bp)
+    probes.register_blueprint(meta.bp)
+    probes.after_request(partial(add_cors_headers, origins=state.settings.cors_origins))
+    probes.after_request(add_request_id_header)
+    return probes
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None) -> Flask:

@@ -1,17 +1,26 @@
-"""Request plumbing shared by the blueprints: request ids, API keys, JSON bodies."""
+"""Request plumbing shared by the blueprints: request ids, JSON bodies, CORS, the exchange record."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
-from typing import Any
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from marshmallow import Schema, ValidationError
 
-from .errors import InvalidRequest, RequestTooLarge
+from . import metrics
+from .errors import GatewayError, InvalidRequest, RequestTooLarge, UpstreamError
+from .logs import log_access
+from .registry import Model
 from .schemas import first_error
 
+log = logging.getLogger("gateway")
 SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -66,3 +75,138 @@ def gateway_state(app: Flask | None = None) -> Any:
     from flask import current_app
 
     return (app or current_app).extensions["gradio_chat_gateway"]
+
+
+# ---------------------------------------------------------------- CORS
+
+
+def add_cors_headers(response: Any, origins: tuple[str, ...]) -> Any:
+    """CORS_ORIGINS: let the listed browser origins (or "*") call the API, preflights included."""
+    origin = request.headers.get("Origin")
+    if not origins or not origin or not ("*" in origins or origin in origins):
+        return response
+    headers = response.headers
+    headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+    headers.add("Vary", "Origin")
+    headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After"
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        # Browser SDKs add headers of their own (openai's x-stainless-*): allow what is asked for.
+        headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Authorization, Content-Type")
+        headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+# ---------------------------------------------------------------- the exchange record
+
+
+@dataclass
+class Exchange:
+    """One API request as the access log and the metrics see it; outlives the request context."""
+
+    request_id: str
+    method: str
+    path: str
+    cache: Any = None
+    started: float = field(default_factory=time.monotonic)
+    model: str | None = None
+    upstream: str | None = None
+    stream: bool = False
+    run: Any = None
+    upstream_started: float | None = None
+    upstream_ended: float | None = None
+    error: GatewayError | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None and isinstance(exc, GatewayError):
+            self.error = exc
+
+    def time_to_first_token(self) -> float | None:
+        first = getattr(self.run, "first_event_at", None)
+        return first - self.started if isinstance(first, float) else None
+
+
+def begin_exchange(cache: Any = None) -> None:
+    g.gateway_exchange = Exchange(request_id(), request.method, request.path, cache)
+
+
+def current_exchange() -> Exchange | None:
+    return g.get("gateway_exchange")
+
+
+def upstream_host(model: Model) -> str:
+    """Where the model's app lives: the URL's host, or the Space id (its host comes from the Hub)."""
+    return urlsplit(model.space).netloc if model.is_url else model.space
+
+
+def observe_run(model: Model, stream: bool, run: Any) -> None:
+    """Note the model and the upstream run of this request, for the access line and the metrics."""
+    ex = current_exchange()
+    if ex is None:
+        return
+    ex.model, ex.stream, ex.upstream, ex.run = model.id, stream, upstream_host(model), run
+    ex.upstream_started = time.monotonic()
+    run.on_close(lambda: setattr(ex, "upstream_ended", time.monotonic()))
+
+
+def observe_stream(items: Iterable[Any]) -> Iterator[Any]:
+    """Pass a stream through, noting an error raised after the headers went out."""
+    return _observed(current_exchange(), items)   # the body runs after the request context is gone
+
+
+def _observed(ex: Exchange | None, items: Iterable[Any]) -> Iterator[Any]:
+    source = iter(items)
+    try:
+        yield from source
+    except Exception as exc:
+        if ex is not None:
+            ex.fail(exc)
+        raise
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+def finish_exchange(response: Any) -> Any:
+    """after_request: record the exchange when the response is closed (for a stream: when it ends)."""
+    ex = current_exchange()
+    if ex is None:
+        return response
+    streaming = bool(response.is_streamed and response.mimetype == "text/event-stream")
+    if streaming:
+        metrics.OPEN_STREAMS.inc()
+    response.call_on_close(partial(record_exchange, ex, response.status_code, streaming))
+    return response
+
+
+def record_exchange(ex: Exchange, status: int, streaming: bool) -> None:
+    """Count the request and write its access line; a failure here never reaches the client."""
+    try:
+        _record(ex, status, streaming)
+    except Exception:
+        log.exception("could not record request %s", ex.request_id)
+
+
+def _record(ex: Exchange, status: int, streaming: bool) -> None:
+    now = time.monotonic()
+    ttft = ex.time_to_first_token()
+    if streaming:
+        metrics.OPEN_STREAMS.dec()
+    metrics.REQUESTS.labels(ex.model or "", str(status), str(ex.stream).lower()).inc()
+    if ex.model and ttft is not None:
+        metrics.TIME_TO_FIRST_TOKEN.labels(ex.model).observe(ttft)
+    if ex.model and ex.upstream_started is not None:
+        metrics.UPSTREAM_LATENCY.labels(ex.model).observe((ex.upstream_ended or now) - ex.upstream_started)
+    if isinstance(ex.error, UpstreamError):
+        metrics.UPSTREAM_ERRORS.labels(ex.error.code or "unknown").inc()
+    metrics.sync_cache(ex.cache)
+    log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path, "model": ex.model,
+                "status": status, "stream": ex.stream, "duration_ms": _ms(now - ex.started),
+                "ttft_ms": _ms(ttft), "upstream": ex.upstream,
+                "error": ex.error.code if ex.error is not None else None})
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)

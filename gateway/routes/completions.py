@@ -5,7 +5,7 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
 from .. import credentials, payloads, sse
-from ..http import gateway_state, load_body, request_id
+from ..http import gateway_state, load_body, observe_run, observe_stream, request_id
 from ..schemas import ChatRequestSchema
 
 bp = Blueprint("completions", __name__)
@@ -20,6 +20,7 @@ def create_chat_completion() -> ResponseReturnValue:
     model = state.registry.get(chat.model)                          # 404 on unknown model
     credential = credentials.resolve(request.headers, state.settings)
     run = state.upstream.start(model, chat, credential, request.environ.get("gunicorn.socket"))
+    observe_run(model, chat.stream, run)                            # for the access line and metrics
     if not chat.stream:
         return payloads.completion(chat, *run.result())
-    return sse.response(payloads.chunks(chat, sse.prime(run.events())), request_id())
+    return sse.response(observe_stream(payloads.chunks(chat, sse.prime(run.events()))), request_id())

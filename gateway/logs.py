@@ -1,0 +1,70 @@
+"""Logging: the standalone gateway's format (text or JSON) and the one access line per request.
+
+The access line carries ids, names, numbers and the upstream host only: never a
+token, a header value or a message body.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from .config import Settings
+
+access_log = logging.getLogger("gateway.access")
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line; the access line's fields sit at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        access = getattr(record, "access", None)
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "logger": record.name, "pid": record.process,
+            "message": "access" if access else record.getMessage()}
+        line.update(access or {})
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (gunicorn and pytest swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(settings: Settings) -> None:
+    """For the standalone gateway only: an embedding host app keeps its own logging."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, StderrHandler)), None)
+    if handler is None:
+        handler = StderrHandler()
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    root.setLevel(settings.log_level)
+    logging.getLogger("gateway").setLevel(settings.log_level)
+
+
+def log_access(fields: dict[str, Any]) -> None:
+    """The access line: key=value pairs as text; the same fields as JSON keys."""
+    text = " ".join(f"{key}={_text(value)}" for key, value in fields.items())
+    access_log.info("%s", text, extra={"access": fields})
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,224 @@
+"""The OpenAPI 3.1 document of /openapi.json, generated with apispec from marshmallow schemas.
+
+Requests are described by the schemas the gateway validates with (schemas.py).
+Responses are built as dicts in payloads.py; the schemas below describe them
+for the document only, and a test loads real responses through the document.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields, validate
+
+from . import schemas
+from .routes import completions, health, meta, models
+
+ERROR_STATUSES = {
+    "400": "Invalid request: `param` names the field.",
+    "401": "Missing or wrong gateway key, or the Space refused every credential.",
+    "404": "Unknown model (`model_not_found`) or the model's Space does not exist.",
+    "413": "The body is larger than 10 MiB.",
+    "429": "Upstream quota exceeded (ZeroGPU); `Retry-After` when known.",
+    "500": "A bug in the gateway, logged with the request id.",
+    "502": "The Gradio app failed.",
+    "503": "The Gradio app is unavailable (building, paused, queue full, unreachable).",
+    "504": "The Gradio app did not answer within the timeouts.",
+}
+
+
+class ModelSchema(Schema):
+    id = fields.String(required=True)
+    object = fields.String(required=True, validate=validate.Equal("model"))
+    created = fields.Integer(required=True)
+    owned_by = fields.String(required=True)
+
+
+class ModelListSchema(Schema):
+    object = fields.String(required=True, validate=validate.Equal("list"))
+    data = fields.List(fields.Nested(ModelSchema), required=True)
+
+
+class UsageSchema(Schema):
+    prompt_tokens = fields.Integer(required=True)
+    completion_tokens = fields.Integer(required=True)
+    total_tokens = fields.Integer(required=True)
+
+
+class AssistantMessageSchema(Schema):
+    role = fields.String(required=True, validate=validate.Equal("assistant"))
+    content = fields.String(required=True, allow_none=True)
+    reasoning_content = fields.String(metadata={"description": "The model's reasoning, when it shows one."})
+
+
+class ChoiceSchema(Schema):
+    index = fields.Integer(required=True)
+    message = fields.Nested(AssistantMessageSchema, required=True)
+    logprobs = fields.Raw(allow_none=True, metadata={"description": "Always null."})
+    finish_reason = fields.String(required=True, validate=validate.OneOf(["stop", "length"]))
+
+
+class ChatCompletionSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "chatcmpl-0123456789abcdef01234567"})
+    object = fields.String(required=True, validate=validate.Equal("chat.completion"))
+    created = fields.Integer(required=True)
+    model = fields.String(required=True, metadata={"description": "The id the client asked for."})
+    choices = fields.List(fields.Nested(ChoiceSchema), required=True)
+    usage = fields.Nested(UsageSchema, required=True)
+
+
+class DeltaSchema(Schema):
+    role = fields.String(validate=validate.Equal("assistant"))
+    content = fields.String()
+    reasoning_content = fields.String()
+
+
+class ChunkChoiceSchema(Schema):
+    index = fields.Integer(required=True)
+    delta = fields.Nested(DeltaSchema, required=True)
+    logprobs = fields.Raw(allow_none=True, metadata={"description": "Always null."})
+    finish_reason = fields.String(required=True, allow_none=True)
+
+
+class ChatCompletionChunkSchema(Schema):
+    id = fields.String(required=True)
+    object = fields.String(required=True, validate=validate.Equal("chat.completion.chunk"))
+    created = fields.Integer(required=True)
+    model = fields.String(required=True)
+    choices = fields.List(fields.Nested(ChunkChoiceSchema), required=True)
+    usage = fields.Nested(UsageSchema, allow_none=True,
+                          metadata={"description": "With stream_options.include_usage: null on every chunk "
+                                                   "but the last, which has no choices."})
+
+
+class ErrorDetailSchema(Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True)
+    param = fields.String(required=True, allow_none=True)
+    code = fields.String(required=True, allow_none=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True)
+    models = fields.Integer(required=True)
+
+
+def _strict_fields(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """The request schema's own field classes, as JSON Schema."""
+    if isinstance(field, schemas.StopField):
+        return {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+                          {"type": "null"}],
+                "description": "Up to four sequences; the output is cut at the first match."}
+    if isinstance(field, schemas.ContentField):
+        return {"oneOf": [{"type": "string"}, {"type": "null"},
+                          {"type": "array", "items": {"$ref": "#/components/schemas/ContentPart"}}]}
+    return {}
+
+
+CONTENT_PART = {"oneOf": [
+    {"type": "object", "required": ["type", "text"],
+     "properties": {"type": {"const": "text"}, "text": {"type": "string"}}},
+    {"type": "object", "required": ["type", "image_url"],
+     "properties": {"type": {"const": "image_url"},
+                    "image_url": {"type": "object", "required": ["url"],
+                                  "properties": {"url": {"type": "string",
+                                                         "description": "A data: URL or an http(s) URL."}}}}}]}
+
+
+def _new_spec(version: str) -> APISpec:
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="gradio-chat-gateway", version=version, openapi_version="3.1.0",
+                   info={"description": "An OpenAI-compatible chat API in front of Gradio apps."},
+                   plugins=[plugin])
+    plugin.map_to_openapi_type(schemas.StrictNumber, "number", None)
+    plugin.map_to_openapi_type(schemas.StrictInteger, "integer", None)
+    plugin.map_to_openapi_type(schemas.StrictBoolean, "boolean", None)
+    assert plugin.converter is not None
+    plugin.converter.add_attribute_function(_strict_fields)
+    return spec
+
+
+def _components(spec: APISpec) -> None:
+    spec.components.schema("ContentPart", CONTENT_PART)
+    for name, schema in (("ChatRequest", schemas.ChatRequestSchema), ("ChatCompletion", ChatCompletionSchema),
+                         ("ChatCompletionChunk", ChatCompletionChunkSchema), ("Model", ModelSchema),
+                         ("ModelList", ModelListSchema), ("Error", ErrorSchema), ("Health", HealthSchema),
+                         ("Ready", ReadySchema)):
+        spec.components.schema(name, schema=schema)
+    spec.components.security_scheme("gatewayKey", {
+        "type": "http", "scheme": "bearer",
+        "description": "One of GATEWAY_API_KEYS; not needed when the gateway is open. On an open "
+                       "gateway an `hf_…` bearer token is used as the caller's Hugging Face token."})
+    for status, description in ERROR_STATUSES.items():
+        spec.components.response(f"Error{status}", {
+            "description": description, "content": {"application/json": {"schema": "Error"}}})
+
+
+def _summary(view: Callable[..., Any]) -> str:
+    return (view.__doc__ or view.__name__).strip().splitlines()[0]
+
+
+def _json(schema: str, description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return {status: {"$ref": f"#/components/responses/Error{status}"} for status in statuses}
+
+
+API_ERRORS = ("401", "500")
+SSE_DESCRIPTION = ("With `stream: true`: server-sent events. Each `data:` line holds a ChatCompletionChunk "
+                   "(see components); `: keep-alive` comments while the upstream is idle; an error after the "
+                   "first chunk is one `data: {\"error\": …}` event; the stream ends with `data: [DONE]`.")
+
+
+def _chat_operation() -> dict[str, Any]:
+    ok = _json("ChatCompletion", "The completion; with `stream: true`, an event stream of chunks.")
+    ok["content"]["text/event-stream"] = {
+        "schema": {"type": "string", "description": SSE_DESCRIPTION},
+        "x-sse-data": {"$ref": "#/components/schemas/ChatCompletionChunk"}}
+    ok["headers"] = {"X-Request-Id": {"schema": {"type": "string"}}}
+    return {"post": {
+        "operationId": "createChatCompletion", "summary": _summary(completions.create_chat_completion),
+        "tags": ["chat"], "security": [{"gatewayKey": []}, {}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "ChatRequest"}}},
+        "responses": {"200": ok, **_errors("400", "401", "404", "413", "429", "500", "502", "503", "504")}}}
+
+
+def build(prefix: str = "", version: str = "1") -> dict[str, Any]:
+    """The whole document, with paths under the prefix the API is mounted at."""
+    spec = _new_spec(version)
+    _components(spec)
+    key = [{"gatewayKey": []}, {}]
+    spec.path(path=f"{prefix}/v1/models", operations={"get": {
+        "operationId": "listModels", "summary": _summary(models.list_models), "tags": ["models"],
+        "security": key, "responses": {"200": _json("ModelList"), **_errors(*API_ERRORS)}}})
+    spec.path(path=f"{prefix}/v1/models/{{model_id}}", operations={"get": {
+        "operationId": "getModel", "summary": _summary(models.get_model), "tags": ["models"], "security": key,
+        "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": _json("Model"), **_errors("401", "404", "500")}}})
+    spec.path(path=f"{prefix}/v1/chat/completions", operations=_chat_operation())
+    spec.path(path=f"{prefix}/healthz", operations={"get": {
+        "operationId": "healthz", "summary": _summary(health.healthz), "tags": ["operations"],
+        "responses": {"200": _json("Health")}}})
+    spec.path(path=f"{prefix}/readyz", operations={"get": {
+        "operationId": "readyz", "summary": _summary(health.readyz), "tags": ["operations"],
+        "responses": {"200": _json("Ready")}}})
+    spec.path(path=f"{prefix}/metrics", operations={"get": {
+        "operationId": "metrics", "summary": _summary(meta.get_metrics), "tags": ["operations"],
+        "responses": {"200": {"description": "Prometheus text format.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    spec.path(path=f"{prefix}/openapi.json", operations={"get": {
+        "operationId": "openapi", "summary": _summary(meta.get_openapi), "tags": ["operations"],
+        "responses": {"200": {"description": "This document.",
+                              "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    return spec.to_dict()
