@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from flask import Blueprint, Flask, request
 from werkzeug.exceptions import HTTPException
 
-from . import credentials, openapi
+from . import cli, credentials, openapi
 from .config import ConfigError, Settings, load_settings
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, RequestTooLarge, error_response
 from .http import (add_cors_headers, add_request_id_header, begin_exchange, check_body_size, current_exchange,
@@ -121,4 +121,5 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, env: Mapping[str
     # The whole app is ours: render every error, routing ones included, in OpenAI's shape.
     app.register_error_handler(HTTPException, render_error)
     app.register_error_handler(Exception, render_error)
+    app.cli.add_command(cli.models_cli)     # flask --app wsgi models probe|check
     return app

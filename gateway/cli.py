@@ -1,0 +1,187 @@
+"""`flask --app wsgi models probe|check`: how the gateway maps a Gradio app, before users hit it.
+
+Both commands go through the gateway's own upstream code (Upstream.app_for, build_plan),
+so what they print is what a request would do.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+import yaml
+from flask import current_app
+from flask.cli import AppGroup
+
+from .credentials import Credential
+from .errors import GatewayError
+from .registry import Model
+from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message
+from .upstream.detect import describe, history_format, missing_flag_names, takes_files
+from .upstream.mapping import Plan, build_plan
+
+models_cli = AppGroup("models", help="Inspect how the gateway maps models onto their Gradio apps.")
+
+ROLE_TEXT = {
+    "system": "system and developer messages",
+    "history": "earlier turns",
+    "max_tokens": "max_tokens / max_completion_tokens",
+}
+# A request that fills every role, so the plan shows each mapping.
+SAMPLE = ChatRequest(model="probe", messages=[Message("system", "You are helpful."), Message("user", "Hi"),
+                                              Message("assistant", "Hello!"), Message("user", "How are you?")],
+                     max_tokens=256, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.1, seed=1,
+                     reasoning_effort="low")
+
+
+@dataclass
+class Probe:
+    """What the gateway would do with a model: its plan, or why it cannot map the app."""
+
+    model: Model
+    plan: Plan | None = None
+    version: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None and not self.problems
+
+
+def _refuse_upload(url: str) -> dict[str, Any]:
+    raise click.ClickException("a probe never uploads images")
+
+
+def probe_model(model: Model, credential: Credential) -> Probe:
+    """Read the app's API through the gateway's cache and plan the sample request onto it."""
+    upstream = current_app.extensions["gradio_chat_gateway"].upstream
+    try:
+        app = upstream.app_for(model, credential)
+        plan = build_plan(app, model.api_name, model.flags, SAMPLE, upload=_refuse_upload)
+    except GatewayError as exc:
+        return Probe(model, problems=[exc.message])
+    probe = Probe(model, plan, app.version)
+    if model.flags:
+        missing = missing_flag_names(plan.endpoint.parameters, model.flags)
+        if missing:
+            probe.problems.append(f"flags {model.flags} name parameters {plan.endpoint.api_name} lacks: "
+                                  f"{', '.join(missing)}")
+    return probe
+
+
+def operator_credential() -> Credential:
+    """The operator runs this command: their HF_TOKEN (for private Spaces), else anonymous."""
+    token = current_app.extensions["gradio_chat_gateway"].settings.hf_token
+    return Credential(token, "operator") if token else Credential()
+
+
+def default_model_id(space: str) -> str:
+    """'owner/Name' -> 'name'; 'http://host:7860/x/' -> 'host-7860-x'."""
+    if SPACE_ID.match(space):
+        base = space.split("/", 1)[1]
+    else:
+        base = re.sub(r"^https?://", "", space)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._").lower() or "model"
+
+
+def models_entry(probe: Probe, model_id: str) -> str:
+    """A ready models-file entry; the endpoint pinned so a redeploy cannot re-route it."""
+    entry: dict[str, Any] = {"space": probe.model.space}
+    if probe.plan is not None:
+        entry["api_name"] = probe.plan.endpoint.api_name
+    if probe.model.flags:
+        entry["flags"] = probe.model.flags
+    return yaml.safe_dump({"models": {model_id: entry}}, sort_keys=False).rstrip()
+
+
+def _message_source(plan: Plan) -> str:
+    text = "the last user message" if "history" in plan.roles else \
+        "the user message (with earlier turns: a readable transcript)"
+    return text if "system" in plan.roles else text + ", after the system text"
+
+
+def _parameter_lines(plan: Plan) -> list[str]:
+    by_name = {name: role for role, name in plan.roles.items()}
+    lines = []
+    for i, param in enumerate(plan.endpoint.parameters):
+        role = by_name.get(str(param.get("parameter_name") or param.get("label") or i))
+        if role:
+            source = _message_source(plan) if role == "message" else ROLE_TEXT.get(role, role)
+            lines.append(f"  {describe(param):<50} <- {source}")
+        else:
+            lines.append(f"  {describe(param):<50} = app default {param.get('parameter_default')!r}")
+    return lines
+
+
+def _param(plan: Plan, role: str) -> dict[str, Any] | None:
+    name = plan.roles.get(role)
+    return next((p for p in plan.endpoint.parameters if p.get("parameter_name") == name), None)
+
+
+def _history_line(plan: Plan) -> str:
+    param = _param(plan, "history")
+    if param is None:
+        return "none: earlier turns go into the message as a readable transcript"
+    fmt = {"messages": "Gradio messages, content as text parts", "messages-text": "messages, content as text",
+           "pairs": "[user, bot] pairs"}[history_format(param)]
+    return f"{plan.roles['history']} ({fmt})"
+
+
+def report(probe: Probe, model_id: str) -> str:
+    """The probe as the operator reads it."""
+    if probe.plan is None:
+        return f"Cannot map {probe.model.space}: {'; '.join(probe.problems)}"
+    plan = probe.plan
+    message = _param(plan, "message")
+    images = (bool(probe.model.flags and probe.model.flags[0] in "23")
+              or (not probe.model.flags and message is not None and takes_files(message)))
+    how = f"flags {probe.model.flags}" if probe.model.flags else "detected"
+    lines = [f"App:        {probe.model.space} (Gradio {probe.version or 'unknown'})",
+             f"Endpoint:   {plan.endpoint.api_name} ({'api_name' if probe.model.api_name else how})",
+             f"Streams:    {'yes' if plan.endpoint.generator else 'no (answers are pseudo-streamed)'}",
+             f"Images:     {'yes, uploaded as files' if images else 'no: image_url parts get 400'}",
+             f"History:    {_history_line(plan)}",
+             f"Parameters ({how}):", *_parameter_lines(plan)]
+    lines += [f"Problem:    {p}" for p in probe.problems]
+    lines += ["", "Models file entry:", models_entry(probe, model_id)]
+    return "\n".join(lines)
+
+
+@models_cli.command("probe")
+@click.argument("space")
+@click.option("--api-name", help="Use this endpoint instead of detecting one, e.g. /chat.")
+@click.option("--flags", help="The seed gateway's two-digit flags, e.g. 41.")
+@click.option("--id", "model_id", help="The model id for the printed entry.")
+def probe_command(space: str, api_name: str | None, flags: str | None, model_id: str | None) -> None:
+    """Show how SPACE (an HF Space id or a Gradio URL) maps, and a models-file entry for it."""
+    if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
+        raise click.BadParameter("must be a Space id 'owner/name' or an http(s):// URL", param_hint="SPACE")
+    if flags is not None and not FLAGS.match(flags):
+        raise click.BadParameter("must be two digits: the first 0-5, the second 0-2", param_hint="--flags")
+    if api_name and not api_name.startswith("/"):
+        api_name = "/" + api_name
+    model_id = model_id or default_model_id(space)
+    probe = probe_model(Model(id=model_id, space=space, api_name=api_name, flags=flags), operator_credential())
+    click.echo(report(probe, model_id))
+    if not probe.ok:
+        click.get_current_context().exit(1)
+
+
+@models_cli.command("check")
+def check_command() -> None:
+    """Probe every configured model; exit 1 if any does not map cleanly."""
+    registry = current_app.extensions["gradio_chat_gateway"].registry
+    credential = operator_credential()
+    failed = 0
+    for model in registry:
+        probe = probe_model(model, credential)
+        if probe.ok and probe.plan is not None:
+            mapped = ", ".join(f"{role}={name}" for role, name in probe.plan.roles.items())
+            click.echo(f"ok    {model.id}: {probe.plan.endpoint.api_name} ({mapped})")
+        else:
+            failed += 1
+            click.echo(f"FAIL  {model.id}: {'; '.join(probe.problems)}")
+    click.echo(f"{len(registry) - failed} of {len(registry)} models map cleanly.")
+    if failed:
+        click.get_current_context().exit(1)
