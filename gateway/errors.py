@@ -49,6 +49,14 @@ class GatewayError(Exception):
         return {"error": {"message": self.message, "type": self.type,
                           "param": self.param, "code": self.code}}
 
+    def redact(self, *secrets: str | None) -> "GatewayError":
+        """Cut credentials out of the message: an upstream may echo what it was sent (CONTRACT §5)."""
+        for secret in secrets:
+            if secret and len(secret) >= 8 and secret in self.message:
+                self.message = self.message.replace(secret, "[redacted]")
+                self.args = (self.message,)
+        return self
+
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 

@@ -247,7 +247,14 @@ class Upstream:
               client_socket: socket.socket | None = None) -> Run:
         """Begin the upstream work for one request; errors come out of the Run."""
         run = Run(self.settings, client_socket)
-        return run.start(lambda r: self._execute(r, model, chat, credential))
+        return run.start(lambda r: self._execute_redacted(r, model, chat, credential))
+
+    def _execute_redacted(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
+        """An app that echoes the credential it got (in an error event or body) must not put it in ours."""
+        try:
+            self._execute(run, model, chat, credential)
+        except GatewayError as exc:
+            raise exc.redact(credential.token, credential.ip_token)
 
     # ------------------------------------------------------------ the job
 

@@ -23,6 +23,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+# The smallest valid PNG (1x1, transparent): what image_url fetches get from the stand-in.
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d4944415478da63fcffff3f0300050001ff0d0a2db40000000049454e44ae426082")
 REASONS = {200: "OK", 302: "Found", 404: "Not Found", 422: "Unprocessable Entity", 429: "Too Many Requests",
            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -278,6 +281,8 @@ class FaultyGradio:
         path = target.split("?", 1)[0]
         name, _, rest = path.lstrip("/").partition("/")
         app = self.apps.get(name)
+        if method == "POST" and rest == "gradio_api/cancel":
+            return await self._cancel(headers, body, writer)
         with self.lock:
             if self.keep_records:
                 self.seen.append(Seen(name, method, "/" + rest, headers, body[:4096]))
@@ -286,17 +291,12 @@ class FaultyGradio:
             return await self._json(writer, 404, {"detail": "Not Found"})
         if app.redirect_to and method == "GET":
             return await self._send(writer, 302, b"", {"Location": app.redirect_to})
+        if method == "GET" and rest == "image.png":
+            return await self._send(writer, 200, PNG, {"Content-Type": "image/png"})
         if method == "GET" and rest == "config":
             return await self._json(writer, 200, app.config())
         if method == "GET" and rest == "gradio_api/info":
             return await self._json(writer, 200, app.info())
-        if method == "POST" and rest == "gradio_api/cancel":
-            self._count("cancels")
-            event_id = _loads(body).get("event_id")
-            job = self.jobs.get(event_id) if isinstance(event_id, str) else None
-            if job is not None:
-                self._end(job, "cancelled")
-            return await self._json(writer, 200, {"success": True})
         if method == "POST" and rest == "gradio_api/upload":
             self._count("uploads")
             return await self._json(writer, 200, [f"/tmp/gradio/{secrets.token_hex(4)}/upload.bin"])
@@ -306,6 +306,17 @@ class FaultyGradio:
             api, _, event_id = rest[len("gradio_api/call/"):].partition("/")
             return await self._events(app, api, event_id, reader, writer)
         return await self._json(writer, 404, {"detail": "Not Found"})
+
+    async def _cancel(self, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Cancel a job; a late cancel of a job from before forget() is counted but not recorded."""
+        event_id = _loads(body).get("event_id")
+        job = self.jobs.get(event_id) if isinstance(event_id, str) else None
+        self._count("cancels")
+        if job is not None:
+            with self.lock:
+                self.seen.append(Seen(job.app, "POST", "/gradio_api/cancel", headers, body[:4096]))
+            self._end(job, "cancelled")
+        return await self._json(writer, 200, {"success": True})
 
     async def _submit(self, app: App, api: str, body: bytes, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> bool:
