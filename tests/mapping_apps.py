@@ -54,14 +54,16 @@ def chat_app() -> gr.Blocks:
 
 
 def input_data_app() -> gr.Blocks:
-    """input_data + system_prompt + the five settings (flags 1x), streaming."""
+    """input_data + system_prompt + the five settings (flags 1x), a seed and an effort dropdown; streams."""
     def generate(input_data, history, system_prompt, max_new_tokens, temperature, top_p, top_k,
-                 repetition_penalty):
+                 repetition_penalty, seed, effort):
         yield echo(input_data=input_data, system_prompt=system_prompt, max_new_tokens=max_new_tokens,
                    temperature=temperature, top_p=top_p, top_k=top_k,
-                   repetition_penalty=repetition_penalty)
+                   repetition_penalty=repetition_penalty, seed=seed, effort=effort)
     return gr.ChatInterface(generate, additional_inputs=[
-        gr.Textbox("Reasoning: medium", label="System prompt"), *sliders()])
+        gr.Textbox("Reasoning: medium", label="System prompt"), *sliders(),
+        gr.Number(0, precision=0, label="Seed"),
+        gr.Dropdown(["Low", "Medium", "High"], value="Medium", label="Reasoning effort")])
 
 
 def policy_app() -> gr.Blocks:

@@ -70,6 +70,15 @@ def test_settings_are_clamped_to_the_sliders_and_cast_to_their_types(mapping_cli
     assert (seen["temperature"], seen["top_p"], seen["top_k"], seen["repetition_penalty"]) == (0.1, 0.05, 3, 1.0)
 
 
+def test_seed_and_reasoning_effort_reach_inputs_found_by_label(mapping_client):
+    seen = echoed(mapping_client, "input-data", [user("hi")], seed=42, reasoning_effort="high")
+    assert (seen["seed"], seen["effort"]) == (42, "High")
+
+
+def test_a_reasoning_effort_the_dropdown_lacks_keeps_the_app_default(mapping_client):
+    assert echoed(mapping_client, "input-data", [user("hi")], reasoning_effort="minimal")["effort"] == "Medium"
+
+
 def test_max_completion_tokens_maps_to_the_length_input(mapping_client):
     assert echoed(mapping_client, "chat", [user("hi")], max_completion_tokens=77)["max_new_tokens"] == 77
 
