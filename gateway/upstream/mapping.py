@@ -129,7 +129,7 @@ def build_plan(app: App, api_name: str | None, flags: str | None, chat: ChatRequ
             data[roles[role]] = cast(params[roles[role]], value)
     names = {role: str(params[i].get("parameter_name") or params[i].get("label") or i)
              for role, i in roles.items()}
-    return Plan(endpoint, data, names, file_base=f"{app.base_url}{app.api_prefix.lstrip('/')}/file=")
+    return Plan(endpoint, data, names, file_base=app.base_url + f"{app.api_prefix}/file=".lstrip("/"))
 
 
 def _message_value(param: dict[str, Any], flags: str | None, text: str, images: list[str],
