@@ -17,9 +17,6 @@ import gradio as gr  # noqa: E402
 from gradio.components.chatbot import FileMessage  # noqa: E402
 from gradio.data_classes import GradioRootModel  # noqa: E402
 
-SETTINGS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
-
-
 def echo(**seen: Any) -> str:
     return json.dumps(seen, sort_keys=True)
 

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from gateway import create_app
+from tests.fixtures_mapping import mapping_env
 
 
 def ask(client: Any, model: str, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -20,6 +25,13 @@ def content(client: Any, model: str, messages: list[dict[str, Any]], **extra: An
 
 def echoed(client: Any, model: str, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return json.loads(content(client, model, messages, **extra))
+
+
+def client_for(tmp_path: Path, models: dict[str, Any]) -> Any:
+    """A gateway whose models file holds just these entries."""
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": models}))
+    return create_app({"TESTING": True}, env=mapping_env(path)).test_client()
 
 
 def user(text: str) -> dict[str, Any]:
@@ -138,31 +150,14 @@ def test_without_chat_endpoint_the_conventional_name_wins_among_message_endpoint
     assert "prompt" in echoed(mapping_client, "policy", [user("x")])
 
 
-def test_an_explicit_api_name_wins_over_detection(make_mapping_app, mapping_models_file, mapping_apps_urls,
-                                                 tmp_path):
-    import yaml
-
-    from tests.fixtures_mapping import mapping_env
-    from gateway import create_app
-
-    path = tmp_path / "models.yaml"
-    path.write_text(yaml.safe_dump({"models": {"summary": {"space": mapping_apps_urls["policy"],
-                                                           "api_name": "summarize"}}}))
-    client = create_app({"TESTING": True}, env=mapping_env(path)).test_client()
+def test_an_explicit_api_name_wins_over_detection(mapping_apps_urls, tmp_path):
+    client = client_for(tmp_path, {"summary": {"space": mapping_apps_urls["policy"], "api_name": "summarize"}})
     assert echoed(client, "summary", [user("long text")]) == {"summarize": "long text"}
 
 
 def test_an_api_name_the_app_lacks_is_an_upstream_error_naming_its_endpoints(mapping_apps_urls, tmp_path):
-    import yaml
-
-    from tests.fixtures_mapping import mapping_env
-    from gateway import create_app
-
-    path = tmp_path / "models.yaml"
-    path.write_text(yaml.safe_dump({"models": {"m": {"space": mapping_apps_urls["policy"],
-                                                     "api_name": "/nope"}}}))
-    resp = create_app({"TESTING": True}, env=mapping_env(path)).test_client().post(
-        "/v1/chat/completions", json={"model": "m", "messages": [user("x")]})
+    client = client_for(tmp_path, {"m": {"space": mapping_apps_urls["policy"], "api_name": "/nope"}})
+    resp = client.post("/v1/chat/completions", json={"model": "m", "messages": [user("x")]})
     assert resp.status_code == 502
     assert "/generate" in resp.get_json()["error"]["message"]
 

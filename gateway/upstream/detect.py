@@ -5,7 +5,6 @@ the seed gateway's two-digit flags, when a model has them, name the parameters i
 """
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -238,7 +237,3 @@ def describe(param: Param) -> str:
     kind = schema_type(param) or "any"
     span = f" {bounds[0]:g}..{bounds[1]:g}" if bounds else ""
     return f"{param.get('parameter_name') or param.get('label')} ({param.get('component')}, {kind}{span})"
-
-
-def dumps_schema(param: Param) -> str:
-    return json.dumps(param.get("type"), sort_keys=True)
