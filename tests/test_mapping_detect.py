@@ -55,6 +55,12 @@ def test_history_format_is_read_from_the_schema(kind, expected):
     assert history_format(param("history", "History", "Json", kind)) == expected
 
 
+def test_a_json_input_whose_schema_is_messages_is_the_history_whatever_its_name():
+    kind = {"type": "array", "items": {"type": "object", "properties": {"role": {"type": "string"},
+                                                                       "content": {"type": "string"}}}}
+    assert detect_roles((param("msg"), param("turns", "Turns", "Json", kind))) == {"history": 1, "message": 0}
+
+
 def test_casting_clamps_to_number_bounds_and_keeps_integers():
     seed = param("seed", "Seed", "Number", {"type": "integer", "minimum": 0, "maximum": 1000}, 0)
     assert (cast(seed, -5), cast(seed, 5000), cast(seed, 7.6)) == (0, 1000, 8)

@@ -80,8 +80,8 @@ def takes_files(param: Param) -> bool:
     return component(param) == "multimodaltextbox" or ("text" in props and "files" in props)
 
 
-def history_format(param: Param) -> str:
-    """'messages' (content as a list of parts, Gradio 6), 'messages-text' (content a string) or 'pairs'."""
+def _schema_history(param: Param) -> str | None:
+    """The history format the JSON schema shows, if it shows one."""
     kind = param.get("type") if isinstance(param.get("type"), dict) else {}
     defs = kind.get("$defs") or {}
     items = resolve(kind.get("items"), defs)
@@ -91,13 +91,18 @@ def history_format(param: Param) -> str:
     if "role" in props:
         content = resolve(props.get("content"), defs)
         return "messages" if content.get("type") == "array" else "messages-text"
-    # No schema to read: a Chatbot of Gradio 6 takes parts; an untyped JSON gets OpenAI-style messages.
-    return "messages" if component(param) == "chatbot" else "messages-text"
+    return None
+
+
+def history_format(param: Param) -> str:
+    """'messages' (content as a list of parts, Gradio 6), 'messages-text' (content a string) or 'pairs'."""
+    # Without a schema to read: a Chatbot of Gradio 6 takes parts; an untyped JSON gets OpenAI-style messages.
+    fallback = "messages" if component(param) == "chatbot" else "messages-text"
+    return _schema_history(param) or fallback
 
 
 def _looks_like_history(param: Param) -> bool:
-    kind = param.get("type") if isinstance(param.get("type"), dict) else {}
-    return component(param) == "chatbot" or (kind.get("type") == "array" and history_format(param) != "messages-text")
+    return component(param) == "chatbot" or _schema_history(param) is not None
 
 
 def _fits(role: str, param: Param) -> bool:
