@@ -193,5 +193,30 @@ def live_gateway(tmp_path: Path) -> Iterator[Callable[..., Any]]:
             server.stop()
 
 
+@pytest.fixture(scope="session")
+def stream_gateway(upstream_apps: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One live gunicorn (gevent worker) for the streaming, timeout and cancellation tests.
+
+    Models: crawl (a real slow app), silent (accepts, then says nothing), late (a first
+    word after 1.2 s, like a queue or a ZeroGPU allocation), with SSE_KEEPALIVE=0.3 and
+    UPSTREAM_IDLE_TIMEOUT=1.5.
+    """
+    from tests.conftest import Gunicorn
+    from tests.standins.fake_gradio import FakeGradio, Script
+
+    silent = FakeGradio(Script(events=[("hang", 30)]))
+    late = FakeGradio(Script(events=[("pause", 1.2), ("generating", ["at last"]), ("complete", ["at last"])]))
+    path = write_models(tmp_path_factory.mktemp("live") / "models.yaml",
+                        {"crawl": upstream_apps["crawl"], "silent": silent.url, "late": late.url})
+    server = Gunicorn(gateway_env(path, {"UPSTREAM_IDLE_TIMEOUT": "1.5"}), workers=1)
+    server.standins = {"silent": silent, "late": late}
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+        silent.stop()
+        late.stop()
+
+
 def chat(text: str = "hello", model: str = "m", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], **extra}

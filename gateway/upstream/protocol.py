@@ -60,6 +60,10 @@ def mapped_errors(what: str) -> Iterator[None]:
         if _never_connected(exc):
             raise UpstreamUnreachable(f"The Gradio app is unreachable ({what}).") from None
         raise UpstreamUnavailable(f"The connection to the Gradio app broke ({what}).") from None
+    except urllib3.exceptions.ReadTimeoutError:      # from raw reads of an event stream
+        raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
+    except urllib3.exceptions.HTTPError:             # the stream broke mid-answer
+        raise UpstreamError(f"The connection to the Gradio app broke ({what}).") from None
     except (requests.exceptions.RequestException, OSError):
         raise UpstreamError(f"The connection to the Gradio app failed ({what}).") from None
     except (ValueError, UnicodeDecodeError):
@@ -179,12 +183,25 @@ class Gradio:
         return paths[0]
 
 
+def _arrived(resp: requests.Response) -> Iterator[bytes]:
+    """The bytes of a streaming body as they arrive, chunked or not.
+
+    iter_content(None) waits for the whole body when it is not chunked (an event stream
+    passed on by an HTTP/1.0 proxy); read1 returns whatever one read gets.
+    """
+    while True:
+        chunk = resp.raw.read1(64 * 1024)
+        if not chunk:
+            return
+        yield chunk
+
+
 def iter_events(resp: requests.Response, what: str) -> Iterator[Event]:
     """Parse a Gradio job's text/event-stream into Events."""
     kind, data_lines = "message", []
     buffer = b""
     with mapped_errors(what):
-        for chunk in resp.iter_content(chunk_size=None):
+        for chunk in _arrived(resp):
             buffer += chunk
             while True:
                 line, sep, rest = buffer.partition(b"\n")

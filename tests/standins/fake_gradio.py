@@ -45,6 +45,7 @@ class Script:
     require_token: str | None = None      # a private app: every request needs this token
     reject_any_token: bool = False        # a public app that refuses an invalid token (401)
     config_status: int = 200
+    chunked: bool = True                  # False: the event stream as an HTTP/1.0 proxy passes it on
 
 
 class FakeGradio:
@@ -157,22 +158,33 @@ class FakeGradio:
             return
         events = self.script.events
         events = events(headers) if callable(events) else events
+        chunked = self.script.chunked
         handler.send_response(200)
         handler.send_header("Content-Type", "text/event-stream")
+        if chunked:                     # what Gradio (uvicorn) sends
+            handler.send_header("Transfer-Encoding", "chunked")
         handler.send_header("Connection", "close")
         handler.end_headers()
         handler.close_connection = True
+
+        def send(raw: bytes) -> None:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw) if chunked else raw)
+            handler.wfile.flush()
         try:
             for kind, data in events:
                 if kind == "hang":              # silent until the gateway gives up (or the test ends)
                     self.stopping.wait(data or 30)
                     return
+                if kind == "pause":             # the app's own pace: data seconds without a word
+                    self.stopping.wait(data)
+                    continue
                 if kind == "wait":              # data is a threading.Event the test sets
                     data.wait(30)
                     continue
                 if kind == "close":             # the host drops the stream mid-answer
                     return
-                handler.wfile.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
-                handler.wfile.flush()
+                send(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+            if chunked:
+                handler.wfile.write(b"0\r\n\r\n")
         except OSError:
             pass
