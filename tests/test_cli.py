@@ -91,3 +91,12 @@ def test_check_fails_and_names_each_model_that_does_not_map(mapping_apps_urls, t
     assert "FAIL  wrong-endpoint: The Gradio app has no endpoint /chat" in result.output
     assert "FAIL  gone: " in result.output
     assert "1 of 4 models map cleanly." in result.output
+
+
+def test_probe_resolves_a_space_id_through_the_hub(make_mapping_app, mapping_apps_urls, hub):
+    from tests.standins.hub import Space
+
+    hub.spaces["acme/Chat-Demo"] = Space(host=mapping_apps_urls["chat"])
+    result = run(make_mapping_app(HF_ENDPOINT=hub.url), "probe", "acme/Chat-Demo")
+    assert result.exit_code == 0, result.output
+    assert entry_of(result.output) == {"models": {"chat-demo": {"space": "acme/Chat-Demo", "api_name": "/chat"}}}
