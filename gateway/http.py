@@ -47,6 +47,11 @@ def load_body(schema: Schema) -> Any:
         raise InvalidRequest("The body must be JSON sent as Content-Type: application/json.",
                              param=None, code="invalid_content_type")
     raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    # A chunked body has no Content-Length: the read stops at the limit, so look for a byte past it.
+    if limit is not None and len(raw) >= limit and request.content_length is None \
+            and request.environ["wsgi.input"].read(1):
+        raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -43,7 +43,8 @@ class Registry:
         try:
             return self._models[model_id]
         except KeyError:
-            raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model") from None
+            shown = model_id if len(model_id) <= 200 else model_id[:200] + "..."   # never echo a huge id
+            raise ModelNotFound(f"The model '{shown}' does not exist.", param="model") from None
 
     def __iter__(self) -> Iterator[Model]:
         return iter(self._models.values())

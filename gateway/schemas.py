@@ -132,7 +132,8 @@ def _part(item: Any, index: int) -> Part:
         if not isinstance(url, str) or not url:
             raise ValidationError({index: {"image_url": {"url": ["must be a non-empty string"]}}})
         return Part("image_url", url=url)
-    raise ValidationError({index: {"type": [f"unsupported content part type {kind!r}; "
+    shown = repr(kind) if len(repr(kind)) <= 100 else repr(kind)[:100] + "..."   # never echo a huge value
+    raise ValidationError({index: {"type": [f"unsupported content part type {shown}; "
                                             "use 'text' or 'image_url'"]}})
 
 

@@ -23,7 +23,7 @@ from tests.standins.faulty import FaultyGradio
 STREAMS = int(os.environ.get("SOAK_STREAMS", "200"))
 ROUNDS = int(os.environ.get("SOAK_ROUNDS", "3"))
 # Generous timeouts here: the point is holding many streams, not timing out (CI machines are shared).
-LOAD_ENV = {"UPSTREAM_IDLE_TIMEOUT": "20", "UPSTREAM_TOTAL_TIMEOUT": "120", "SSE_KEEPALIVE": "5",
+LOAD_ENV = {"UPSTREAM_CONNECT_TIMEOUT": "20", "UPSTREAM_IDLE_TIMEOUT": "20", "UPSTREAM_TOTAL_TIMEOUT": "120", "SSE_KEEPALIVE": "5",
             "WORKER_CONNECTIONS": str(max(1000, 4 * STREAMS)), "GUNICORN_TIMEOUT": "300"}
 POOL_MAXSIZE = 512      # the gateway's per-host connection pool (gateway/upstream/runner.py)
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 # The smallest valid PNG (1x1, transparent): what image_url fetches get from the stand-in.
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d4944415478da63fcffff3f0300050001ff0d0a2db40000000049454e44ae426082")
+GATE_DEADLINE = 60.0
 REASONS = {200: "OK", 302: "Found", 404: "Not Found", 422: "Unprocessable Entity", 429: "Too Many Requests",
            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -400,7 +401,10 @@ class FaultyGradio:
             while await send("heartbeat", None):
                 pass
             return
-        while app.peak < app.gate:   # a barrier: wait, as a queued Gradio job does, with heartbeats
+        # A barrier: wait, as a queued Gradio job does, with heartbeats; give up after GATE_DEADLINE
+        # so a stream that never arrived fails the test instead of hanging it.
+        give_up = asyncio.get_running_loop().time() + GATE_DEADLINE
+        while app.peak < app.gate and asyncio.get_running_loop().time() < give_up:
             if not await send("heartbeat", None):
                 return
         if fault and fault.kind == "bad_sse":
