@@ -62,6 +62,11 @@ def test_a_loopback_image_url_is_refused_by_default(mapping_client, image_server
     assert "loopback" in message
 
 
+def test_a_host_name_resolving_to_loopback_is_refused_too(mapping_client, image_server):
+    port = image_server.rsplit(":", 1)[1]
+    assert "loopback" in error_of(post(mapping_client, "vision", with_image(f"http://localhost:{port}/red.png")))
+
+
 @pytest.mark.parametrize("model", ["respond", "chat", "chat-40"])
 def test_a_text_only_app_refuses_images_saying_so(mapping_client, model):
     assert "takes text only" in error_of(post(mapping_client, model, with_image(data_url())))

@@ -133,7 +133,11 @@ def test_tool_messages_and_null_content_travel_as_text(mapping_client):
                                  "function": {"name": "weather", "arguments": "{}"}}]},
                 {"role": "tool", "tool_call_id": "c1", "content": "18 C, sunny"}]
     seen = echoed(mapping_client, "chat", messages)
-    assert seen["message"] == "User: Weather in Paris?\n\nTool: Tool result: 18 C, sunny"
+    assert seen["message"] == "User: Weather in Paris?\n\nTool result: 18 C, sunny"
+
+
+def test_a_lone_tool_result_goes_as_the_message_marked_as_such(mapping_client):
+    assert content(mapping_client, "respond", [{"role": "tool", "content": "42"}]) == "You said: Tool result: 42"
 
 
 def test_a_trailing_assistant_turn_keeps_the_whole_conversation_in_the_message(mapping_client):

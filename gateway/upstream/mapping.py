@@ -12,7 +12,7 @@ from .outputs import outputs_text, read_outputs
 
 __all__ = ["Plan", "build_plan", "outputs_text", "plan_roles"]
 
-LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
+LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool result"}
 Upload = Callable[[str], dict[str, Any]]
 
 
@@ -55,8 +55,8 @@ def turn_text(message: Message) -> str:
 
 
 def transcript(turns: list[Message]) -> str:
-    """A readable transcript: 'User: …', 'Assistant: …', blank lines between turns."""
-    return "\n\n".join(f"{LABELS.get(m.role, 'User')}: {turn_text(m)}" for m in turns)
+    """A readable transcript: 'User: …', 'Assistant: …', 'Tool result: …', blank lines between turns."""
+    return "\n\n".join(f"{LABELS.get(m.role, 'User')}: {m.text}" for m in turns)
 
 
 def _pairs(turns: list[Message]) -> list[list[str | None]]:
