@@ -178,7 +178,8 @@ def check_command() -> None:
         probe = probe_model(model, credential)
         if probe.ok and probe.plan is not None:
             mapped = ", ".join(f"{role}={name}" for role, name in probe.plan.roles.items())
-            click.echo(f"ok    {model.id}: {probe.plan.endpoint.api_name} ({mapped})")
+            streams = "streams" if probe.plan.endpoint.generator else "does not stream"
+            click.echo(f"ok    {model.id}: {probe.plan.endpoint.api_name}, {streams} ({mapped})")
         else:
             failed += 1
             click.echo(f"FAIL  {model.id}: {'; '.join(probe.problems)}")

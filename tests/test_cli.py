@@ -73,7 +73,8 @@ def test_check_passes_when_every_model_maps_cleanly(mapping_apps_urls, tmp_path)
         "legacy": {"space": mapping_apps_urls["policy"], "flags": "52", "api_name": "/generate"}}}))
     result = run(gateway(path), "check")
     assert result.exit_code == 0, result.output
-    assert "ok    legacy: /generate (message=prompt, system=policy, max_tokens=max_new_tokens)" in result.output
+    assert "ok    legacy: /generate, does not stream (message=prompt, system=policy, max_tokens=max_new_tokens)" \
+        in result.output
     assert "2 of 2 models map cleanly." in result.output
 
 
@@ -86,7 +87,7 @@ def test_check_fails_and_names_each_model_that_does_not_map(mapping_apps_urls, t
         "gone": {"space": f"http://127.0.0.1:{free_port()}/"}}}))
     result = run(gateway(path), "check")
     assert result.exit_code == 1
-    assert "ok    good: /respond" in result.output
+    assert "ok    good: /respond, streams (message=message)" in result.output
     assert "FAIL  wrong-flags: flags 00 name parameters /search lacks: message, system_message" in result.output
     assert "FAIL  wrong-endpoint: The Gradio app has no endpoint /chat" in result.output
     assert "FAIL  gone: " in result.output

@@ -128,7 +128,7 @@ def build_plan(app: App, api_name: str | None, flags: str | None, chat: ChatRequ
         if role in roles and value is not None:
             data[roles[role]] = cast(params[roles[role]], value)
     names = {role: str(params[i].get("parameter_name") or params[i].get("label") or i)
-             for role, i in roles.items()}
+             for role, i in sorted(roles.items(), key=lambda item: item[1])}
     return Plan(endpoint, data, names, file_base=app.base_url + f"{app.api_prefix}/file=".lstrip("/"))
 
 
