@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from ..concurrency import EMPTY, gevent_active, make_queue, spawn
 from ..config import Settings
@@ -203,6 +204,11 @@ class Run:
 
 
 CREDENTIAL_HEADERS = ("X-HF-Authorization", "X-IP-Token")
+# A pooled keep-alive connection the app closed meanwhile (a restart, a 500 with
+# `Connection: close`) fails the next request on it. A GET is resent once; a POST never
+# (it may have reached the app); connection failures are left to the runner's backoff.
+STALE_CONNECTION_RETRY = Retry(total=1, connect=0, read=1, redirect=0, status=0, other=0,
+                               allowed_methods=frozenset({"GET"}), raise_on_status=False)
 
 
 class UpstreamSession(requests.Session):
@@ -224,7 +230,7 @@ def make_session(settings: Settings) -> requests.Session:
     session = UpstreamSession()
     session.trust_env = False          # only USE_PROXY/PROXY_URL choose a proxy; no .netrc credentials
     session.proxies.update(settings.proxies)
-    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=512)
+    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=512, max_retries=STALE_CONNECTION_RETRY)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "gradio-chat-gateway"

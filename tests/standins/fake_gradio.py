@@ -45,6 +45,7 @@ class Script:
     require_token: str | None = None      # a private app: every request needs this token
     reject_any_token: bool = False        # a public app that refuses an invalid token (401)
     config_status: int = 200
+    config_pause: float = 0.0             # seconds the app takes to describe itself
     chunked: bool = True                  # False: the event stream as an HTTP/1.0 proxy passes it on
 
 
@@ -94,6 +95,7 @@ class FakeGradio:
                     return
                 path = self.path.split("?")[0]
                 if path in ("/config", "/config/"):
+                    stand_in.stopping.wait(stand_in.script.config_pause)
                     if stand_in.script.config_status != 200:
                         self.send_json(stand_in.script.config_status, {"detail": "host unavailable"})
                         return
