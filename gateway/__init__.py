@@ -110,6 +110,15 @@ def _meta_blueprint(state: GatewayState) -> Blueprint:
     return probes
 
 
+def _begin_unrouted() -> None:
+    if request.blueprint is None:        # no route matched: the blueprints' hooks will not run
+        begin_exchange()
+
+
+def _finish_unrouted(response: Any) -> Any:
+    return finish_exchange(response) if request.blueprint is None else response
+
+
 def create_app(test_config: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None) -> Flask:
     """The standalone gateway: settings from the environment (or env), the API at /v1."""
     app = Flask(__name__)
@@ -118,8 +127,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, env: Mapping[str
     settings = load_settings(env)
     configure_logging(settings)
     Gateway(app, settings=settings)
-    # The whole app is ours: render every error, routing ones included, in OpenAI's shape.
+    # The whole app is ours: render every error, routing ones included, in OpenAI's shape,
+    # and give a request that matched no route its access line too.
     app.register_error_handler(HTTPException, render_error)
     app.register_error_handler(Exception, render_error)
+    app.before_request(_begin_unrouted)
+    app.after_request(_finish_unrouted)
     app.cli.add_command(cli.models_cli)     # flask --app wsgi models probe|check
     return app

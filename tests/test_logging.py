@@ -91,3 +91,12 @@ def test_probes_write_no_access_line(make_app, capsys):
     client = make_app().test_client()
     client.get("/healthz", headers={"X-Request-Id": "log-probe-1"}).close()
     assert "log-probe-1" not in capsys.readouterr().err
+
+
+def test_request_for_an_unknown_path_gets_its_access_line(make_app, capsys):
+    client = make_app().test_client()
+    resp = client.post("/v1/no-such-endpoint", headers={"X-Request-Id": "log-404-1"})
+    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "not_found"
+    resp.close()
+    [line] = _access_text_lines(capsys.readouterr().err, "log-404-1")
+    assert " status=404 " in line and " error=not_found" in line
