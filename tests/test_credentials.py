@@ -163,3 +163,28 @@ def test_refused_user_token_never_appears_in_the_error(gateway: Any, fake_gradio
 def test_leak_check_finds_and_masks_test_tokens() -> None:
     lines = ["GET /config 200", f"headers {{'X-HF-Authorization': 'Bearer {USER_TOKEN}'}}"]
     assert find_leaks(lines) == ["headers {'X-HF-Authorization': 'Bearer hf_<TOKEN>'}"]
+
+
+def test_token_is_not_carried_across_a_redirect_to_another_host(gateway: Any, fake_gradio: Any) -> None:
+    """A user's token travels only to the configured host, not to wherever that host redirects."""
+    from tests.standins.server import QuietHandler, Served
+    elsewhere = fake_gradio()
+
+    class Redirect(QuietHandler):
+        def answer(self) -> None:
+            self.read_body()
+            self.send_response(307)
+            self.send_header("Location", elsewhere.url.rstrip("/") + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        do_GET = do_POST = answer
+
+    redirector = Served(Redirect)
+    try:
+        resp = gateway({"m": redirector.url}).post("/v1/chat/completions", json=chat(),
+                                                   headers={"X-HF-Token": USER_TOKEN, "X-IP-Token": IP_TOKEN})
+        assert resp.status_code == 200, resp.get_json()
+        assert elsewhere.seen and all("x-hf-authorization" not in s.headers and "x-ip-token" not in s.headers
+                                      for s in elsewhere.seen)
+    finally:
+        redirector.stop()
