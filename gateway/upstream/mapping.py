@@ -116,9 +116,8 @@ def build_plan(app: App, api_name: str | None, flags: str | None, chat: ChatRequ
     data = [p.get("parameter_default") for p in params]
     conversation = split_conversation(chat.messages)
     if "history" in roles:
-        fmt = history_format(params[roles["history"]])
-        if conversation.earlier and conversation.last is not None or data[roles["history"]] is None:
-            data[roles["history"]] = history_value(fmt, conversation.earlier if conversation.last else [])
+        i = roles["history"]
+        data[i] = _history_input(params[i], conversation)
     if "system" in roles and conversation.system:
         data[roles["system"]] = conversation.system
     text = _message_text(conversation, "history" in roles, "system" in roles)
@@ -130,6 +129,12 @@ def build_plan(app: App, api_name: str | None, flags: str | None, chat: ChatRequ
     names = {role: str(params[i].get("parameter_name") or params[i].get("label") or i)
              for role, i in sorted(roles.items(), key=lambda item: item[1])}
     return Plan(endpoint, data, names, file_base=app.base_url + f"{app.api_prefix}/file=".lstrip("/"))
+
+
+def _history_input(param: dict[str, Any], chat: Conversation) -> Any:
+    """Earlier turns in the app's format; an empty history (not the app's default) for one turn."""
+    turns = chat.earlier if chat.last is not None else []    # no final user turn: all in the transcript
+    return history_value(history_format(param), turns)
 
 
 def _message_value(param: dict[str, Any], flags: str | None, text: str, images: list[str],
