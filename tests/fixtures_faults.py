@@ -27,8 +27,8 @@ FAULTY_APPS: dict[str, dict[str, Any]] = {
     "steady": {},                                   # answers "word0 word1 word2"
     "faulty": {},                                   # tests arm faults on it
     "redeployed": {},                               # changes its API between two calls
-    "crawl": {"words": 400, "interval": 0.05},      # streams for 20 s: for disconnects
-    "burst": {"words": 8, "interval": 0.02},        # the load test's app
+    "crawl": {"words": 400, "interval": 0.5},       # streams for 200 s: for disconnects
+    "burst": {"words": 8, "interval": 0.02, "heartbeat": 2.0},   # the load test's app
     "vision": {"multimodal": True},                 # takes files: image_url parts are fetched
     "wanderer": {},                                 # redirects elsewhere when told to
 }
@@ -158,7 +158,7 @@ class ProbedGunicorn(Gunicorn):
     def probe(self) -> dict[str, Any]:
         """The worker's live greenlets, RSS, sockets and file descriptors."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
+            sock.settimeout(60)   # a worker busy with thousands of streams answers late
             sock.connect(self.probe_path)
             chunks = []
             while chunk := sock.recv(65536):

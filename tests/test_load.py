@@ -23,7 +23,10 @@ from tests.standins.faulty import FaultyGradio
 STREAMS = int(os.environ.get("SOAK_STREAMS", "200"))
 ROUNDS = int(os.environ.get("SOAK_ROUNDS", "3"))
 # Generous timeouts here: the point is holding many streams, not timing out (CI machines are shared).
-LOAD_ENV = {"UPSTREAM_CONNECT_TIMEOUT": "20", "UPSTREAM_IDLE_TIMEOUT": "20", "UPSTREAM_TOTAL_TIMEOUT": "120", "SSE_KEEPALIVE": "5",
+# One worker on a shared 2-core machine serves every stream's requests in turn: at 2,000 the last ones
+# wait tens of seconds for CPU, which is load, not an idle upstream.
+LOAD_ENV = {"UPSTREAM_CONNECT_TIMEOUT": "60", "UPSTREAM_IDLE_TIMEOUT": "120", "UPSTREAM_TOTAL_TIMEOUT": "600",
+            "SSE_KEEPALIVE": "15",
             "WORKER_CONNECTIONS": str(max(1000, 4 * STREAMS)), "GUNICORN_TIMEOUT": "300"}
 POOL_MAXSIZE = 512      # the gateway's per-host connection pool (gateway/upstream/runner.py)
 
@@ -88,7 +91,7 @@ async def stream_then_hang_up(port: int, model: str, connected: asyncio.Semaphor
         writer.transport.abort()
 
 
-def run_streams(port: int, model: str, count: int, hang_up: bool = False, deadline: float = 120) -> list[Any]:
+def run_streams(port: int, model: str, count: int, hang_up: bool = False, deadline: float = 300) -> list[Any]:
     async def main() -> list[Any]:
         connected = asyncio.Semaphore(256)
         worker = stream_then_hang_up if hang_up else stream
@@ -152,14 +155,17 @@ def test_disconnect_storm_cancels_every_upstream_job(load_gateway, fresh_faulty)
     run_streams(load_gateway.port, "crawl", STREAMS, hang_up=True)
     hung_up = time.monotonic()
     jobs = lambda: fresh_faulty.jobs_of("crawl")  # noqa: E731
-    # A crawl job streams for 20 s: only a cancellation ends it sooner.
+    # A crawl job streams for 200 s: only a cancellation ends it sooner.
+    # CONTRACT §7 gives one client 2 s; a storm queues every cancellation behind the others on one
+    # worker, so the bound grows with the storm beyond the normal suite's size.
+    bound = 2 + 3 * max(1.0, STREAMS / 200)
     ended = fresh_faulty.wait_for(lambda: len(jobs()) == STREAMS and all(j.ended != "pending" for j in jobs()),
-                                  timeout=10)
+                                  timeout=bound + 5)
     took = time.monotonic() - hung_up
     states = {j.ended for j in jobs()}
     assert ended, f"{sum(j.ended == 'pending' for j in jobs())} upstream jobs still running after {took:.1f}s"
     assert states <= {"closed_by_gateway", "cancelled"}, states
-    assert took < 2 + 3, f"cancelling took {took:.1f}s"   # CONTRACT §7: 2 s, plus slack for a busy machine
+    assert took < bound, f"cancelling took {took:.1f}s"
     assert fresh_faulty.wait_for(lambda: fresh_faulty.apps["crawl"].streaming == 0, timeout=5)
 
 

@@ -98,13 +98,14 @@ class App:
     """One Gradio app of the stand-in: its API, its reply, its armed faults, what reached it."""
 
     def __init__(self, server: "FaultyGradio", name: str, *, words: int = 3, interval: float = 0.0,
-                 multimodal: bool = False, gate: int = 0) -> None:
+                 multimodal: bool = False, gate: int = 0, heartbeat: float = 0.2) -> None:
         self.server = server
         self.name = name
         self.words = words              # the reply streams this many words
         self.interval = interval        # seconds between two generating events
         self.multimodal = multimodal
         self.gate = gate                # hold every stream (heartbeating) until this many are open at once
+        self.heartbeat = heartbeat      # seconds between two heartbeats
         self.streaming = 0              # this app's open event streams
         self.peak = 0                   # the most that were open at once
         self.version = 1
@@ -391,7 +392,7 @@ class FaultyGradio:
             if kind == "complete":
                 return True
             if app.interval or kind == "heartbeat":
-                await asyncio.wait([gone], timeout=app.interval or 0.2)
+                await asyncio.wait([gone], timeout=app.heartbeat if kind == "heartbeat" else app.interval)
             if gone.done() or self._stopping.is_set():
                 self._end(job, "closed_by_gateway")
                 return False
