@@ -222,6 +222,21 @@ def iter_events(resp: requests.Response, what: str) -> Iterator[Event]:
                 raise UpstreamError("The Gradio app sent an oversized event.")
 
 
+def release(resp: requests.Response, events: Iterator[Event]) -> bool:
+    """After `complete`: read the end of the stream Gradio sends with it, so the connection goes
+    back to the pool instead of costing a new connect next time. Anything else aborts it."""
+    try:
+        for _ in events:
+            break
+        else:
+            resp.close()       # the body was read to its end: this returns the connection to the pool
+            return True
+    except Exception:  # noqa: BLE001 - a connection we could not reuse is simply closed
+        pass
+    abort(resp)
+    return False
+
+
 def abort(resp: requests.Response | None) -> None:
     """Close a streaming response now, from any greenlet or thread.
 

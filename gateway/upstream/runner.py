@@ -27,7 +27,7 @@ from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
 from .images import fetch_image, file_name
 from .mapping import build_plan, outputs_text
-from .protocol import Gradio, UpstreamUnreachable, abort, iter_events, retry_after_from
+from .protocol import Gradio, UpstreamUnreachable, abort, iter_events, release, retry_after_from
 
 log = logging.getLogger("gateway.upstream")
 
@@ -360,14 +360,16 @@ class Upstream:
         session_hash = secrets.token_hex(8)    # a fresh session per request: no shared chat state
         event_id = gradio.submit(endpoint.api_name, plan.data, session_hash)
         run.accepted = True                    # from here on, a retry would run the prompt twice
+        ended = released = False               # a finished job needs no cancel; its connection is reused
         if endpoint.fn_index is not None:
             fn_index = endpoint.fn_index
-            run.on_close(lambda: spawn(gradio.cancel, event_id, session_hash, fn_index))
+            run.on_close(lambda: None if ended else spawn(gradio.cancel, event_id, session_hash, fn_index))
         resp = gradio.open_events(endpoint.api_name, event_id)
-        run.on_close(lambda: abort(resp))
+        run.on_close(lambda: None if released else abort(resp))
         differ = SnapshotDiffer(chat.stop)
+        events = iter_events(resp, f"call {endpoint.api_name}")
         try:
-            for event in iter_events(resp, f"call {endpoint.api_name}"):
+            for event in events:
                 if run.closed:
                     return
                 if event.kind == "heartbeat":
@@ -382,14 +384,17 @@ class Upstream:
                         run.emit(delta)
                     else:
                         self._pseudo_stream(run, delta)
+                    ended = True
                     break
                 elif event.kind == "error":
                     raise error_from_event(event.data)
             else:
                 raise UpstreamError("The Gradio app closed the stream before the answer was complete.")
         finally:
-            abort(resp)
+            if not ended:
+                abort(resp)
         run.finish("stop")
+        released = ended and release(resp, events)   # after the answer; run.close() cuts a stall short
 
     @staticmethod
     def _pseudo_stream(run: Run, delta: Delta) -> None:
