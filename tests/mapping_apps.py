@@ -182,6 +182,18 @@ def thoughts_app() -> gr.Blocks:
     return gr.ChatInterface(reflect)
 
 
+def extras_app() -> gr.Blocks:
+    """A ChatInterface with an additional output: its outputs are [response, null, status]."""
+    with gr.Blocks() as demo:
+        status = gr.Textbox(label="Status", render=False)
+
+        def answer(message, history):
+            return f"Answer to {message}", "status: ok"
+        gr.ChatInterface(answer, additional_outputs=[status])
+        status.render()
+    return demo
+
+
 def file_app() -> gr.Blocks:
     """Returns a file and a text."""
     path = os.path.join(tempfile.gettempdir(), "mapping-answer.txt")
@@ -202,7 +214,7 @@ APPS: dict[str, Callable[[], gr.Blocks]] = {
     "respond": respond_app, "chat": chat_app, "input-data": input_data_app, "policy": policy_app,
     "query": query_app, "vision": vision_app, "look": look_app, "history": history_app,
     "pairs": pairs_app, "reasoning-pair": reasoning_pair_app, "details": details_app,
-    "thoughts": thoughts_app, "file": file_app,
+    "thoughts": thoughts_app, "extras": extras_app, "file": file_app,
 }
 
 

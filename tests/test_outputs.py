@@ -52,6 +52,10 @@ def test_file_outputs_become_links_in_the_text(mapping_client, mapping_apps_urls
     assert rest == "Here is 2+2."
 
 
+def test_additional_outputs_of_a_chat_interface_are_not_part_of_the_answer(mapping_client):
+    assert message(mapping_client, "extras") == {"role": "assistant", "content": "Answer to 2+2"}
+
+
 def test_plain_answers_carry_no_reasoning_content(mapping_client):
     assert "reasoning_content" not in message(mapping_client, "respond")
 
@@ -86,6 +90,7 @@ def test_a_pairs_chatbot_output_answers_with_the_last_bot_text():
 
 def test_a_chatbot_output_wins_over_a_cleared_textbox():
     assert read_outputs(["", [{"role": "assistant", "content": "Yes"}]]) == ("Yes", "")
+    assert read_outputs(["", [["hi", "Yes"]]], ({"component": "Textbox"}, {"component": "Chatbot"})) == ("Yes", "")
 
 
 def test_a_multimodal_answer_lists_its_files_as_links():

@@ -124,23 +124,32 @@ def extract_output(value: Any, file_base: str = "") -> Text:
     return str(value), ""
 
 
+def _is_chat(value: Any, chatbot_returned: bool) -> bool:
+    """A list of message dicts, or of [user, bot] pairs when the endpoint returns a Chatbot."""
+    if not isinstance(value, list) or not value:
+        return False
+    return all(isinstance(m, dict) for m in value) or (
+        chatbot_returned and all(isinstance(m, (list, tuple)) for m in value))
+
+
 def read_outputs(data: Any, returns: tuple[dict[str, Any], ...] = (), file_base: str = "") -> Text:
     """(content, reasoning) from an event's outputs list.
 
-    A chat output (a Chatbot, or a list of messages) is the answer by itself; two text
-    outputs are a (reasoning, answer) pair; otherwise every output's text, in order.
+    A ChatInterface answers [response, null, additional outputs…]: the response alone.
+    Otherwise a chat output (a Chatbot, a list of messages) is the answer by itself; exactly
+    two text outputs are a (reasoning, answer) pair; else every output's text, in order.
     """
     if not isinstance(data, list):
         return extract_output(data, file_base)
-    values = [v for v in data if v is not None]
-    components = [str(r.get("component", "")).lower() for r in returns]
-    for i, v in enumerate(data):
-        if v is not None and (i < len(components) and components[i] == "chatbot"
-                              or isinstance(v, list) and v and all(isinstance(m, dict) for m in v)):
-            return extract_output(v, file_base)
-    if len(values) == 2 and all(isinstance(v, str) for v in values):
-        return _pair(values[0], values[1])
-    return _merge([extract_output(v, file_base) for v in values])
+    if len(data) >= 2 and data[0] is not None and data[1] is None:
+        return extract_output(data[0], file_base)
+    chatbot_returned = any(str(r.get("component", "")).lower() == "chatbot" for r in returns)
+    for value in data:
+        if _is_chat(value, chatbot_returned):
+            return extract_output(value, file_base)
+    if len(data) == 2 and all(isinstance(v, str) for v in data):
+        return _pair(data[0], data[1])
+    return _merge([extract_output(v, file_base) for v in data if v is not None])
 
 
 def outputs_text(data: Any) -> Text:
