@@ -98,8 +98,9 @@ def test_a_multimodal_answer_lists_its_files_as_links():
     assert out == ("See\n[a.png](http://h/gradio_api/file=/tmp/a.png)", "")
 
 
-def test_think_tags_are_reasoning_too():
-    assert read_outputs(["<think>hmm</think>Yes", None]) == ("Yes", "hmm")
+@pytest.mark.parametrize("tag", ["think", "thinking"])
+def test_think_tags_are_reasoning_too(tag):
+    assert read_outputs([f"<{tag}>hmm</{tag}>Yes", None]) == ("Yes", "hmm")
 
 
 def test_an_open_details_block_is_reasoning_in_progress():

@@ -1,6 +1,6 @@
 """An app's outputs -> (content, reasoning) text (CONTRACT §6).
 
-Reasoning is what an app shows as thinking: `<details>` (or `<think>`) blocks, the first
+Reasoning is what an app shows as thinking: `<details>` (or `<think>`, `<thinking>`) blocks, the first
 of two text outputs, message dicts whose metadata has a title (Gradio's "thoughts").
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 # A block still open at the end of a snapshot is reasoning in progress.
-THINKING = re.compile(r"<(details|think)\b[^>]*>(.*?)(?:</\1>|$)", re.S | re.I)
+THINKING = re.compile(r"<(details|think|thinking)\b[^>]*>(.*?)(?:</\1>|$)", re.S | re.I)
 SUMMARY = re.compile(r"<summary\b[^>]*>.*?(?:</summary>|$)", re.S | re.I)
 Text = tuple[str, str]
 
@@ -21,9 +21,10 @@ def _join(parts: list[str], sep: str = "\n\n") -> str:
 
 
 def split_thinking(text: str) -> Text:
-    """(content, reasoning) of a string with <details>/<think> blocks; entities unescaped."""
+    """(content, reasoning) of a string with <details>/<think>/<thinking> blocks; entities unescaped."""
     blocks = [SUMMARY.sub("", m.group(2)).strip() for m in THINKING.finditer(text)]
-    content = THINKING.sub("", text).strip() if blocks else text
+    # Only leading space goes: stripping the tail too would take back what a stream already sent.
+    content = THINKING.sub("", text).lstrip() if blocks else text
     return html.unescape(content), html.unescape(_join(blocks, "\n"))
 
 
