@@ -18,8 +18,10 @@ def openai_client(mapping_models_file: Path) -> Iterator["openai.OpenAI"]:  # no
     server = Gunicorn(mapping_env(mapping_models_file), workers=1)
     try:
         server.wait_ready()
-        yield openai.OpenAI(base_url=server.url + "/v1", api_key="sk-not-a-hf-token", max_retries=0,
-                            timeout=30)
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-not-a-hf-token", max_retries=0,
+                               timeout=30)
+        with client:     # closes its idle keep-alive connections, so gunicorn stops at once
+            yield client
     finally:
         server.stop()
 
