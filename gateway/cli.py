@@ -18,7 +18,7 @@ from .credentials import Credential
 from .errors import GatewayError
 from .registry import Model
 from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message
-from .upstream.detect import describe, history_format, missing_flag_names, takes_files
+from .upstream.detect import FLAG_INPUTS, describe, history_format, missing_flag_names, takes_files
 from .upstream.mapping import Plan, build_plan
 
 models_cli = AppGroup("models", help="Inspect how the gateway maps models onto their Gradio apps.")
@@ -63,11 +63,23 @@ def probe_model(model: Model, credential: Credential) -> Probe:
         return Probe(model, problems=[exc.message])
     probe = Probe(model, plan, app.version)
     if model.flags:
-        missing = missing_flag_names(plan.endpoint.parameters, model.flags)
-        if missing:
-            probe.problems.append(f"flags {model.flags} name parameters {plan.endpoint.api_name} lacks: "
-                                  f"{', '.join(missing)}")
+        probe.problems += flag_problems(plan, model.flags)
     return probe
+
+
+def flag_problems(plan: Plan, flags: str) -> list[str]:
+    """Where the seed's flags promise what the endpoint does not have."""
+    problems = []
+    missing = missing_flag_names(plan.endpoint.parameters, flags)
+    if missing:
+        problems.append(f"flags {flags} name parameters {plan.endpoint.api_name} lacks: {', '.join(missing)}")
+    message = _param(plan, "message")
+    as_dict = FLAG_INPUTS[flags[0]][2]
+    if message is not None and as_dict != takes_files(message):
+        sent = "{text, files}" if as_dict else "a string"
+        problems.append(f"flags {flags} send {sent} but {message.get('parameter_name')} is a "
+                        f"{message.get('component')}")
+    return problems
 
 
 def operator_credential() -> Credential:

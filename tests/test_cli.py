@@ -84,14 +84,16 @@ def test_check_fails_and_names_each_model_that_does_not_map(mapping_apps_urls, t
         "good": {"space": mapping_apps_urls["respond"]},
         "wrong-flags": {"space": mapping_apps_urls["query"], "flags": "00"},
         "wrong-endpoint": {"space": mapping_apps_urls["query"], "api_name": "/chat"},
+        "text-as-dict": {"space": mapping_apps_urls["respond"], "flags": "30"},
         "gone": {"space": f"http://127.0.0.1:{free_port()}/"}}}))
     result = run(gateway(path), "check")
     assert result.exit_code == 1
     assert "ok    good: /respond, streams (message=message)" in result.output
     assert "FAIL  wrong-flags: flags 00 name parameters /search lacks: message, system_message" in result.output
     assert "FAIL  wrong-endpoint: The Gradio app has no endpoint /chat" in result.output
+    assert "FAIL  text-as-dict: flags 30 send {text, files} but message is a Textbox" in result.output
     assert "FAIL  gone: " in result.output
-    assert "1 of 4 models map cleanly." in result.output
+    assert "1 of 5 models map cleanly." in result.output
 
 
 def test_probe_resolves_a_space_id_through_the_hub(make_mapping_app, mapping_apps_urls, hub):
