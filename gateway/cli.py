@@ -11,11 +11,11 @@ from typing import Any
 
 import click
 import yaml
-from flask import current_app
 from flask.cli import AppGroup
 
 from .credentials import Credential
 from .errors import GatewayError
+from .http import gateway_state
 from .registry import Model
 from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message
 from .upstream.detect import FLAG_INPUTS, describe, history_format, missing_flag_names, takes_files
@@ -55,7 +55,7 @@ def _refuse_upload(url: str) -> dict[str, Any]:
 
 def probe_model(model: Model, credential: Credential) -> Probe:
     """Read the app's API through the gateway's cache and plan the sample request onto it."""
-    upstream = current_app.extensions["gradio_chat_gateway"].upstream
+    upstream = gateway_state().upstream
     try:
         app = upstream.app_for(model, credential)
         plan = build_plan(app, model.api_name, model.flags, SAMPLE, upload=_refuse_upload)
@@ -84,7 +84,7 @@ def flag_problems(plan: Plan, flags: str) -> list[str]:
 
 def operator_credential() -> Credential:
     """The operator runs this command: their HF_TOKEN (for private Spaces), else anonymous."""
-    token = current_app.extensions["gradio_chat_gateway"].settings.hf_token
+    token = gateway_state().settings.hf_token
     return Credential(token, "operator") if token else Credential()
 
 
@@ -183,7 +183,7 @@ def probe_command(space: str, api_name: str | None, flags: str | None, model_id:
 @models_cli.command("check")
 def check_command() -> None:
     """Probe every configured model; exit 1 if any does not map cleanly."""
-    registry = current_app.extensions["gradio_chat_gateway"].registry
+    registry = gateway_state().registry
     credential = operator_credential()
     failed = 0
     for model in registry:
