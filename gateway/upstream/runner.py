@@ -26,7 +26,7 @@ from .cache import BuildOnceCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
 from .images import fetch_image, file_name
-from .mapping import build_plan, outputs_text
+from .mapping import build_plan
 from .protocol import Gradio, UpstreamUnreachable, abort, iter_events, release, retry_after_from
 
 log = logging.getLogger("gateway.upstream")
@@ -375,11 +375,11 @@ class Upstream:
                 if event.kind == "heartbeat":
                     run.tick()
                 elif event.kind == "generating":
-                    run.emit(differ.feed(*outputs_text(event.data)))
+                    run.emit(differ.feed(*plan.outputs(event.data)))
                     if differ.stopped:
                         break
                 elif event.kind == "complete":
-                    delta = differ.feed(*outputs_text(event.data), final=True)
+                    delta = differ.feed(*plan.outputs(event.data), final=True)
                     if endpoint.generator:
                         run.emit(delta)
                     else:
