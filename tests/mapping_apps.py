@@ -194,11 +194,23 @@ def extras_app() -> gr.Blocks:
     return demo
 
 
-def file_app() -> gr.Blocks:
-    """Returns a file and a text."""
+def answer_file() -> str:
     path = os.path.join(tempfile.gettempdir(), "mapping-answer.txt")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("hello")
+    return path
+
+
+def attach_app() -> gr.Blocks:
+    """A ChatInterface answering {text, files}: the API shows the file by its server path only."""
+    def attach(message, history):
+        return {"text": f"Attached {message}.", "files": [answer_file()]}
+    return gr.ChatInterface(attach)
+
+
+def file_app() -> gr.Blocks:
+    """Returns a file and a text."""
+    path = answer_file()
 
     def make(message):
         return path, f"Here is {message}."
@@ -215,6 +227,7 @@ APPS: dict[str, Callable[[], gr.Blocks]] = {
     "query": query_app, "vision": vision_app, "look": look_app, "history": history_app,
     "pairs": pairs_app, "reasoning-pair": reasoning_pair_app, "details": details_app,
     "thoughts": thoughts_app, "extras": extras_app, "file": file_app,
+    "attach": attach_app,
 }
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from typing import Any
 
 import pytest
@@ -50,6 +52,12 @@ def test_file_outputs_become_links_in_the_text(mapping_client, mapping_apps_urls
     link, rest = text.split("\n\n")
     assert link.startswith("[mapping-answer.txt](" + mapping_apps_urls["file"]) and link.endswith(")")
     assert rest == "Here is 2+2."
+
+
+def test_a_file_known_by_its_server_path_becomes_a_link_to_the_app(mapping_client, mapping_apps_urls):
+    text = message(mapping_client, "attach")["content"]
+    path = os.path.join(tempfile.gettempdir(), "mapping-answer.txt")
+    assert text == f"Attached 2+2.\n[mapping-answer.txt]({mapping_apps_urls['attach']}gradio_api/file={path})"
 
 
 def test_additional_outputs_of_a_chat_interface_are_not_part_of_the_answer(mapping_client):
