@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from tests.conftest import Gunicorn, gateway_env
 from tests.fixtures_ops import access_lines, chat, metric, scrape, settle, sse_events
 
 NAMES = {"gateway_requests_total", "gateway_upstream_latency_seconds", "gateway_time_to_first_token_seconds",
@@ -106,3 +108,23 @@ def test_cache_hits_and_misses_are_counted(ops_gunicorn):
     hits = metric(after, "gateway_cache_hits_total") - metric(before, "gateway_cache_hits_total")
     assert misses <= 1 and hits >= 2
     assert json.loads(resp.text)["model"] == "echo-app"
+
+
+def test_gunicorn_cleans_the_metrics_dir_and_forgets_dead_workers_streams(models_file, tmp_path):
+    (tmp_path / "counter_1.db").write_bytes(b"left over from an earlier run")
+    server = Gunicorn(gateway_env(models_file, PROMETHEUS_MULTIPROC_DIR=str(tmp_path), LOG_FORMAT="json"),
+                      workers=1).wait_ready()
+    try:
+        assert not (tmp_path / "counter_1.db").exists()
+        body = chat("slow-app", stream=True)
+        with requests.post(server.url + "/v1/chat/completions", json=body, stream=True, timeout=30) as resp:
+            events = sse_events(resp)       # kept: a dropped generator would close the connection
+            next(events)
+            assert metric(scrape(server.url), "gateway_open_streams") == 1
+            [pid] = re.findall(r"Booting worker with pid: (\d+)", server.output())
+            os.kill(int(pid), signal.SIGKILL)
+        # The next scrape waits in the listen backlog until the master has reaped the dead worker
+        # (child_exit) and booted another one.
+        assert metric(scrape(server.url), "gateway_open_streams") == 0
+    finally:
+        server.stop()
