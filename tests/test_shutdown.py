@@ -55,3 +55,10 @@ def test_graceful_timeout_bounds_how_long_a_stream_may_hold_shutdown(models_file
         assert "w399" not in _content(received)
     finally:
         server.stop()
+
+
+def test_workers_import_the_gateway_only_after_gevent_patched_them(ops_gunicorn):
+    # The master validates the configuration in a forked child: had it imported the gateway
+    # (requests, ssl) itself, every worker would inherit an unpatched ssl and gevent would warn.
+    assert "Booting worker" in ops_gunicorn.output()
+    assert "MonkeyPatchWarning" not in ops_gunicorn.output()
