@@ -39,7 +39,9 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 def encode(item: Any) -> bytes:
     if item is KEEPALIVE:
         return b": keep-alive\n\n"
-    return b"data: " + json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    # An app may emit a lone surrogate (valid in JSON, not in UTF-8): send it as its JSON escape.
+    text = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+    return b"data: " + text.encode("utf-8", "backslashreplace") + b"\n\n"
 
 
 def frames(items: Iterable[Any], request_id: str | None = None) -> Iterator[bytes]:

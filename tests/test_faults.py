@@ -121,8 +121,14 @@ def assert_unavailable(resp: requests.Response) -> None:
         assert_error_body(resp.json(), "upstream_unavailable")
 
 
+@pytest.fixture(scope="module")
+def idle_worker(probed_gunicorn) -> dict[str, Any]:
+    """The worker's greenlets and sockets before any fault (taken when the first test starts)."""
+    return probed_gunicorn.probe()
+
+
 @pytest.fixture
-def gateway(probed_gunicorn, fresh_faulty):
+def gateway(probed_gunicorn, idle_worker, fresh_faulty):
     return probed_gunicorn.url
 
 
@@ -210,7 +216,7 @@ def test_enormous_output_arrives_whole(gateway, fresh_faulty, stream):
     size = 4 * 1024 * 1024
     fresh_faulty.apps["faulty"].inject(Fault("enormous", size=size))
     resp = chat(gateway, "faulty", stream=stream, timeout=60)
-    assert resp.status_code == 200
+    assert resp.status_code == 200, resp.text[:300]
     if stream:
         items = sse_events(resp)
         assert items[-1] == "[DONE]"
@@ -236,3 +242,35 @@ def test_api_change_between_two_calls_is_invisible_to_users(gateway, fresh_fault
     assert seen.count(("GET", "/config")) >= 2, "the gateway reloaded the app's description"
     assert ("POST", "/gradio_api/call/respond") in seen
     assert_next_request_succeeds(gateway, "redeployed")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_output_with_lone_surrogates_arrives_as_json_escapes(gateway, fresh_faulty, stream):
+    """Gradio may emit text that JSON can carry and UTF-8 cannot (a lone surrogate): no internal error."""
+    text = "half a pair \ud800 and a whole one \U0001F600"
+    fresh_faulty.apps["faulty"].inject(Fault("output", message=text))
+    resp = chat(gateway, "faulty", stream=stream)
+    assert resp.status_code == 200, resp.text[:300]
+    if stream:
+        items = sse_events(resp)
+        assert items[-1] == "[DONE]" and not any("error" in i for i in items if isinstance(i, dict)), items
+        got = "".join(i["choices"][0]["delta"].get("content", "") for i in items if isinstance(i, dict)
+                      and i.get("choices"))
+    else:
+        got = resp.json()["choices"][0]["message"]["content"]
+    assert got == text
+    assert_next_request_succeeds(gateway)
+
+
+def test_faults_leave_no_greenlet_or_stream_behind(probed_gunicorn, idle_worker, fresh_faulty):
+    """Runs last: after every fault above, the worker holds what it held before any of them."""
+    assert_nothing_left_open(fresh_faulty)
+    end = time.monotonic() + 10
+    probe = probed_gunicorn.probe()
+    while probe["greenlets"] > idle_worker["greenlets"] and time.monotonic() < end:
+        time.sleep(0.2)   # polling a condition, with a deadline
+        probe = probed_gunicorn.probe()
+    assert probe["greenlets"] <= idle_worker["greenlets"], (idle_worker, probe)
+    # Beyond the sockets it had, only idle pooled connections to the stand-in remain.
+    pooled = fresh_faulty.counts["open_connections"]
+    assert probe["sockets"] <= idle_worker["sockets"] + pooled, (idle_worker, probe, pooled)

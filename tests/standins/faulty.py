@@ -45,6 +45,7 @@ class Fault:
       heartbeat     send heartbeats and nothing else, forever
       enormous      answer with one output of `size` characters
       app_error     send Gradio's `error` event with `message`
+      output        answer with `message` as the output (any text, lone surrogates included)
     """
 
     kind: str
@@ -418,8 +419,8 @@ class FaultyGradio:
             self._finish(writer)
             self._end(job, "failed")
             return
-        if fault and fault.kind == "enormous":
-            text = "x" * fault.size
+        if fault and fault.kind in ("enormous", "output"):
+            text = "x" * fault.size if fault.kind == "enormous" else (fault.message or "")
             await send("generating", [text[: fault.size // 2], None])
             await send("complete", [text, None])
             return
