@@ -204,7 +204,8 @@ def build(prefix: str = "", version: str = "1") -> dict[str, Any]:
         "security": key, "responses": {"200": _json("ModelList"), **_errors(*API_ERRORS)}}})
     spec.path(path=f"{prefix}/v1/models/{{model_id}}", operations={"get": {
         "operationId": "getModel", "summary": _summary(models.get_model), "tags": ["models"], "security": key,
-        "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"},
+                        "description": "A model id; ids may contain '/', sent as is."}],
         "responses": {"200": _json("Model"), **_errors("401", "404", "500")}}})
     spec.path(path=f"{prefix}/v1/chat/completions", operations=_chat_operation())
     spec.path(path=f"{prefix}/healthz", operations={"get": {
