@@ -137,3 +137,16 @@ def test_requests_failures_never_escape_the_protocol_boundary(apps: dict[str, st
     html = Gradio(session, apps["echo"], {}, connect_timeout=1, read_timeout=5)
     with pytest.raises(UpstreamError):
         html.get_json("", "page", prefixed=False)       # an HTML page is no JSON
+
+
+def test_503_asking_for_a_long_pause_is_passed_on_not_retried(gateway: Any, fake_gradio: Any) -> None:
+    app = fake_gradio(call_replies=[(503, {"Retry-After": "30"}, {"detail": "Space restarting"})])
+    resp = post(gateway({"m": app.url}), chat())
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "30"
+    assert len(app.calls()) == 1
+
+
+def test_retry_backoff_is_not_mistaken_for_an_idle_upstream(gateway: Any, fake_gradio: Any) -> None:
+    app = fake_gradio(config_status=503)
+    resp = post(gateway({"m": app.url}, UPSTREAM_IDLE_TIMEOUT="0.3"), chat())
+    assert resp.status_code == 503, resp.get_json()

@@ -18,6 +18,7 @@ import urllib3
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
+MAX_EVENT_BYTES = 64 * 1024 * 1024
 RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.I)
 RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
 
@@ -25,6 +26,8 @@ RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:
 class UpstreamUnreachable(UpstreamUnavailable):
     """503 for a failure before the app could see the request: nothing connected, or the host's
     front (a load balancer, the Space's proxy) answered 502/503. Safe to retry: no prompt ran."""
+
+    asked_wait: int | None = None      # the host's own Retry-After, when it sent one
 
 
 def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
@@ -99,8 +102,10 @@ def check_status(resp: requests.Response, what: str) -> None:
     retry_after = retry_after_from(None, resp.headers.get("Retry-After"))
     if status in (502, 503):
         # The host's front or Gradio's full queue refused the request: the app did not take it.
-        raise UpstreamUnreachable(f"The Gradio app is unavailable ({what}: HTTP {status}).",
+        exc = UpstreamUnreachable(f"The Gradio app is unavailable ({what}: HTTP {status}).",
                                   retry_after=retry_after or 10)
+        exc.asked_wait = retry_after
+        raise exc
     if status == 504:
         raise UpstreamUnavailable(f"The Gradio app is unavailable ({what}: HTTP {status}).",
                                   retry_after=retry_after or 10)
@@ -186,9 +191,13 @@ class Gradio:
 def _arrived(resp: requests.Response) -> Iterator[bytes]:
     """The bytes of a streaming body as they arrive, chunked or not.
 
-    iter_content(None) waits for the whole body when it is not chunked (an event stream
-    passed on by an HTTP/1.0 proxy); read1 returns whatever one read gets.
+    A chunked body (what Gradio sends) comes chunk by chunk from iter_content(None); an
+    unchunked one (an event stream passed on by an HTTP/1.0 proxy) would only come whole
+    from it, so it is read with read1: whatever one read gets.
     """
+    if getattr(resp.raw, "chunked", True):
+        yield from resp.iter_content(chunk_size=None)
+        return
     while True:
         chunk = resp.raw.read1(64 * 1024)
         if not chunk:
@@ -196,30 +205,36 @@ def _arrived(resp: requests.Response) -> Iterator[bytes]:
         yield chunk
 
 
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Split arriving bytes into lines; each byte is scanned once, however small the reads."""
+    buffer = bytearray()
+    for chunk in chunks:
+        scan_from = len(buffer)
+        buffer += chunk
+        start = 0
+        while (end := buffer.find(b"\n", scan_from)) >= 0:
+            yield bytes(buffer[start:end])
+            start = scan_from = end + 1
+        del buffer[:start]
+        if len(buffer) > MAX_EVENT_BYTES:
+            raise UpstreamError("The Gradio app sent an oversized event.")
+
+
 def iter_events(resp: requests.Response, what: str) -> Iterator[Event]:
     """Parse a Gradio job's text/event-stream into Events."""
     kind, data_lines = "message", []
-    buffer = b""
     with mapped_errors(what):
-        for chunk in _arrived(resp):
-            buffer += chunk
-            while True:
-                line, sep, rest = buffer.partition(b"\n")
-                if not sep:
-                    break
-                buffer = rest
-                text = line.rstrip(b"\r").decode("utf-8")
-                if text == "":
-                    if data_lines or kind == "heartbeat":
-                        raw = "\n".join(data_lines)
-                        yield Event(kind, json.loads(raw) if raw and raw != "null" else None)
-                    kind, data_lines = "message", []
-                elif text.startswith("event:"):
-                    kind = text[6:].strip()
-                elif text.startswith("data:"):
-                    data_lines.append(text[5:].lstrip(" "))
-            if len(buffer) > 64 * 1024 * 1024:
-                raise UpstreamError("The Gradio app sent an oversized event.")
+        for line in _lines(_arrived(resp)):
+            text = line.rstrip(b"\r").decode("utf-8")
+            if text == "":
+                if data_lines or kind == "heartbeat":
+                    raw = "\n".join(data_lines)
+                    yield Event(kind, json.loads(raw) if raw and raw != "null" else None)
+                kind, data_lines = "message", []
+            elif text.startswith("event:"):
+                kind = text[6:].strip()
+            elif text.startswith("data:"):
+                data_lines.append(text[5:].lstrip(" "))
 
 
 def release(resp: requests.Response, events: Iterator[Event]) -> bool:

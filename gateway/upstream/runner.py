@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from ..concurrency import EMPTY, gevent_active, make_queue, spawn
@@ -207,8 +208,20 @@ CREDENTIAL_HEADERS = ("X-HF-Authorization", "X-IP-Token")
 # A pooled keep-alive connection the app closed meanwhile (a restart, a 500 with
 # `Connection: close`) fails the next request on it. A GET is resent once; a POST never
 # (it may have reached the app); connection failures are left to the runner's backoff.
-STALE_CONNECTION_RETRY = Retry(total=1, connect=0, read=1, redirect=0, status=0, other=0,
-                               allowed_methods=frozenset({"GET"}), raise_on_status=False)
+
+
+class StaleConnectionRetry(Retry):
+    """Resend a GET whose pooled connection turned out dead; never after a read timeout."""
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        error = kwargs.get("error")
+        if isinstance(error, ReadTimeoutError):
+            raise error                 # an app too slow to answer is not a dead connection
+        return super().increment(*args, **kwargs)
+
+
+STALE_CONNECTION_RETRY = StaleConnectionRetry(total=1, connect=0, read=1, redirect=0, status=0, other=0,
+                                              allowed_methods=frozenset({"GET"}), raise_on_status=False)
 
 
 class UpstreamSession(requests.Session):
@@ -279,8 +292,9 @@ class Upstream:
                 app = self.app_for(model, credential, run.deadline)
                 self._attempt(run, app, model, chat, credential)
                 return
-            except UpstreamUnreachable:
-                if run.accepted or run.emitted or run.closed or transient >= RETRIES:
+            except UpstreamUnreachable as exc:
+                if run.accepted or run.emitted or run.closed or transient >= RETRIES or \
+                        (exc.asked_wait or 0) > BACKOFF_CAP:     # the host asked for a longer pause
                     raise
                 transient += 1
                 self._backoff(run, transient)
@@ -302,7 +316,10 @@ class Upstream:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
         if time.monotonic() + delay >= run.deadline:
             raise UpstreamTimeout("The Gradio app did not become available within UPSTREAM_TOTAL_TIMEOUT.")
-        time.sleep(delay)   # cooperative under gevent
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0 and not run.closed:
+            run.tick()      # the gateway is waiting to retry: no upstream job is idle
+            time.sleep(min(left, run.idle / 2))   # cooperative under gevent
 
     def _api_changed(self, model: Model, credential: Credential, stale: App) -> bool:
         """Rebuild the app's metadata (once for all callers) and tell whether its API changed."""
