@@ -97,7 +97,6 @@ class Gunicorn:
         full_env = {**os.environ, **env, "LISTEN": "127.0.0.1", "PORT": str(self.port),
                     "WEB_CONCURRENCY": str(workers), "PYTHONUNBUFFERED": "1"}
         self.log_path = _log_path(self.port)
-        GUNICORN_LOGS.append(self.log_path)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                      cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -134,8 +133,10 @@ class Gunicorn:
 
 
 def _log_path(port: int) -> str:
-    path = Path(os.environ.get("PYTEST_GUNICORN_LOGS", "/tmp")) / f"gateway-gunicorn-{port}.log"
-    return str(path)
+    """Where a gunicorn on port writes; remembered for the token-leak check."""
+    path = str(Path(os.environ.get("PYTEST_GUNICORN_LOGS", "/tmp")) / f"gateway-gunicorn-{port}.log")
+    GUNICORN_LOGS.append(path)
+    return path
 
 
 @pytest.fixture(scope="session")
