@@ -123,7 +123,7 @@ def hub_watching_client(make_faulty_app, fresh_faulty):
 def test_unknown_model_ids_never_reach_any_host(hub_watching_client, fresh_faulty):
     known = {m["id"] for m in hub_watching_client.get("/v1/models").json["data"]}
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(model=hostile_model_ids(fresh_faulty.port), stream=st.booleans())
     def check(model: str, stream: bool) -> None:
         if model in known:
