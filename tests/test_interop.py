@@ -99,11 +99,12 @@ def test_langchain_chat_openai_invoke_and_stream(base_url):
         ChatOpenAI(model="no-such-model", base_url=base_url, api_key="sk-anything", max_retries=0).invoke("hi")
 
 
-@pytest.mark.parametrize("token", [None, "sk-anything"])
+@pytest.mark.parametrize("token", [None, "", "sk-anything", "hf_callersOwnToken0123"])
 def test_gradio_load_chat_streams_through_the_gateway(base_url, token):
     import gradio as gr
 
-    # gradio 6.31 replaces token=None with the placeholder "***": not an hf_ token, so nothing goes upstream.
+    # gradio 6.31 sends `token or "***"`: None and "" become a placeholder bearer, which (like sk-…)
+    # is not an hf_ token and goes nowhere; an hf_ token is the caller's own, used upstream.
     demo = gr.load_chat(base_url, model="echo-app", token=token)
     replies = list(demo.fn({"text": "hello there", "files": []}, []))
     assert replies[-1].startswith("echo: hello there")
