@@ -156,14 +156,14 @@ class Gateway:
         self.proc.stop()
 
 
-def start_gateway(models_file: Path, workers: int, worker_connections: int) -> Gateway:
+def start_gateway(models_file: Path, workers: int, worker_connections: int, app: str = "wsgi:app") -> Gateway:
     """`gunicorn -c gunicorn.conf.py wsgi:app` as `make serve` runs it, on a free loopback port."""
     port = free_port()
     env = {"LISTEN": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers),
            "WORKER_CONNECTIONS": str(worker_connections), "MODELS_FILE": str(models_file),
            "BUILTIN_MODELS": "false", "LOG_LEVEL": "warning", "SSE_KEEPALIVE": "15",
            "UPSTREAM_IDLE_TIMEOUT": "120", "UPSTREAM_TOTAL_TIMEOUT": "600"}
-    proc = Proc("gateway", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env)
+    proc = Proc("gateway", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app], env)
     url = f"http://127.0.0.1:{port}"
     proc.wait_http(url + "/healthz")
     # Every worker should be up before anything is measured.

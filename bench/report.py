@@ -45,6 +45,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"{ns['rps']:.0f} req/s, {ns['errors']} errors", "", ""),
                 ("  load-generator latency p50 / p99", f"{_ms(ns['latency_ms_p50'])} / {_ms(ns['latency_ms_p99'])}",
                  "", "")]
+    if fl := r.get("load_floor"):
+        out += [("  floor: gunicorn+gevent+Flask, canned answer", _ms(fl["gateway_cpu_ms_per_request"]), "",
+                 f"{fl['rps']:.0f} req/s")]
     if st:
         out += [("gateway CPU per 50-chunk stream", _ms(st["gateway_cpu_ms_per_request"]), "", ""),
                 (f"throughput, 50-chunk streams (c={st['concurrency']})",
