@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from . import latency, procs
+from . import latency, procs, profile
 from .report import render_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="gunicorn workers (default: cores, like WEB_CONCURRENCY's default)")
     parser.add_argument("--no-gradio", action="store_true", help="skip the real Gradio app (stand-in only)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the workers during the load runs (collapsed stacks in bench/results/)")
     args = parser.parse_args(argv)
     small = args.smoke
     args.rounds = args.rounds or (5 if small else 300)
@@ -119,10 +121,21 @@ def measure_load(gw: procs.Gateway, model: str, args: argparse.Namespace, stream
     """Throughput from a separate process, and the gateway's CPU per request during it."""
     extra = ["--stream", "--message", f"chunks={stream_chunks} bench"] if stream_chunks else []
     concurrency = args.concurrency if not stream_chunks else max(2, args.concurrency // 2)
+    spy = None
+    if args.profile:
+        name = f"profile-{'stream' if stream_chunks else 'non-stream'}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt"
+        spy_out = RESULTS / name
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        spy = profile.start(gw.proc.pid, max(1, args.duration - 1), spy_out)
     cpu0, wall0 = gw.cpu(), time.monotonic()
     result = loadgen("throughput", "--url", gw.url, "--model", model, "--concurrency", str(concurrency),
                      "--duration", str(args.duration), *extra, timeout=args.duration + 60)
     cpu = gw.cpu() - cpu0
+    if spy is not None:
+        spy.wait(60)
+        if spy_out.exists():
+            result["profile"] = str(spy_out)
+            print(profile.summary(spy_out), flush=True)
     result["gateway_cpu_s"] = round(cpu, 3)
     result["gateway_cpu_ms_per_request"] = round(cpu * 1000 / result["requests"], 3) if result["requests"] else None
     result["gateway_cpu_cores_busy"] = round(cpu / (time.monotonic() - wall0), 2)
