@@ -93,7 +93,7 @@ def faulty() -> Iterator[FaultyGradio]:
         server.stop()
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
 def fresh_faulty(faulty: FaultyGradio) -> Iterator[FaultyGradio]:
     """The stand-in with no armed faults and no records, and listening, before and after a test."""
     def reset() -> None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.standins.faulty import PNG, Fault, FaultyGradio
+from tests.standins.faulty import PNG, Fault
 
 USER_TOKEN = "hf_userSecretToken1234567890abcdef"
 OPERATOR_TOKEN = "hf_operatorSecretToken0987654321fedcba"

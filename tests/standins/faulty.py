@@ -20,7 +20,7 @@ import secrets
 import socket
 import threading
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 # The smallest valid PNG (1x1, transparent): what image_url fetches get from the stand-in.
@@ -238,8 +238,9 @@ class FaultyGradio:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        sock.listen(4096)
-        self._server = await asyncio.start_server(self._handle, sock=sock, limit=1 << 20)
+        # asyncio listens again with its own backlog (100 by default): a burst of thousands of
+        # connections needs a deep accept queue, or the kernel drops them.
+        self._server = await asyncio.start_server(self._handle, sock=sock, limit=1 << 20, backlog=4096)
 
     async def _close_listener(self) -> None:
         if self._server is not None:
