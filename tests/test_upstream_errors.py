@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -80,8 +81,11 @@ def test_connection_refused_is_503(gateway: Any) -> None:
 
 def test_host_answering_502_is_retried_with_backoff_then_503(gateway: Any, fake_gradio: Any) -> None:
     app = fake_gradio(config_status=502)
+    started = time.monotonic()
     resp = post(gateway({"m": app.url}), chat())
+    took = time.monotonic() - started
     assert resp.status_code == 503
+    assert took >= 0.35          # backoff 0.25 s then 0.5 s, each times a jitter of 0.5-1
     assert "Retry-After" in resp.headers
     assert sum(1 for s in app.seen if s.path == "/config") == 3      # the first try and two retries
 
