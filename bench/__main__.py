@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (5 if small else 300)
     args.duration = args.duration or (1.0 if small else 8.0)
     args.concurrency = args.concurrency or (4 if small else 32)
-    args.levels = [int(x) for x in (args.levels or ("20" if small else "500,1000,2000,3000,4000")).split(",")]
+    args.levels = [int(x) for x in (args.levels or ("20" if small else "1000,2000,4000,6000,8000")).split(",")]
     return args
 
 
@@ -105,8 +105,19 @@ def measure_latency(gateway: str, app_url: str, model: str, rounds: int, with_cl
                     "stream_p50_ms": diff(s["p50_ms"], d["p50_ms"]),
                     "stream_p99_ms": diff(s["p99_ms"], d["p99_ms"]),
                     "ttft_p50_ms": diff(s["ttft_p50_ms"], d["ttft_p50_ms"]),
-                    "ttft_p99_ms": diff(s["ttft_p99_ms"], d["ttft_p99_ms"])}
+                    "ttft_p99_ms": diff(s["ttft_p99_ms"], d["ttft_p99_ms"]),
+                    # The median of per-round differences: each pair ran back to back, so it is the
+                    # figure least moved by drift on a shared machine.
+                    "non_stream_paired_median_ms": paired(series["gateway"], series["direct"]),
+                    "stream_paired_median_ms": paired(series["gateway_stream"], series["direct"])}
     return out
+
+
+def paired(a: latency.Series, b: latency.Series) -> float | None:
+    if a.errors or b.errors or not a.samples:
+        return None
+    diffs = [x - y for x, y in zip(a.totals(), b.totals())]
+    return round((latency.percentile(diffs, 50) or 0) * 1000, 3)
 
 
 def loadgen(*argv: str, timeout: float) -> dict[str, Any]:

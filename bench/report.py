@@ -24,6 +24,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (f"added latency p50, non-stream ({label})", _ms(a["non_stream_p50_ms"]), "<= 1.5 ms",
              _check(a["non_stream_p50_ms"] is not None and a["non_stream_p50_ms"] <= 1.5)),
             (f"added latency p99, non-stream ({label})", _ms(a["non_stream_p99_ms"]), "", ""),
+            (f"  median of paired differences, non-stream / stream ({label})",
+             f"{_ms(a.get('non_stream_paired_median_ms'))} / {_ms(a.get('stream_paired_median_ms'))}", "", ""),
             (f"added latency p50, stream ({label})", _ms(a["stream_p50_ms"]), "<= 1.5 ms",
              _check(a["stream_p50_ms"] is not None and a["stream_p50_ms"] <= 1.5)),
             (f"added latency p99, stream ({label})", _ms(a["stream_p99_ms"]), "", ""),
