@@ -70,7 +70,7 @@ def git_state() -> dict[str, Any]:
     def git(*argv: str) -> str:
         done = subprocess.run(["git", *argv], cwd=procs.ROOT, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
-    return {"commit": git("rev-parse", "HEAD") or None,
+    return {"commit": git("rev-parse", "HEAD") or os.environ.get("BENCH_COMMIT") or None,
             "gateway_dirty": bool(git("status", "--porcelain", "--", "gateway", "gunicorn.conf.py", "wsgi.py"))}
 
 
@@ -128,13 +128,15 @@ def loadgen(*argv: str, timeout: float) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_load(gw: procs.Gateway, model: str, args: argparse.Namespace, stream_chunks: int | None) -> dict[str, Any]:
+def measure_load(gw: procs.Gateway, model: str, args: argparse.Namespace, stream_chunks: int | None,
+                 label: str = "gateway") -> dict[str, Any]:
     """Throughput from a separate process, and the gateway's CPU per request during it."""
     extra = ["--stream", "--message", f"chunks={stream_chunks} bench"] if stream_chunks else []
     concurrency = args.concurrency if not stream_chunks else max(2, args.concurrency // 2)
     spy = None
     if args.profile:
-        name = f"profile-{'stream' if stream_chunks else 'non-stream'}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt"
+        kind = f"stream-{stream_chunks}" if stream_chunks else "non-stream"
+        name = f"profile-{label}-{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt"
         spy_out = RESULTS / name
         RESULTS.mkdir(parents=True, exist_ok=True)
         spy = profile.start(gw.proc.pid, max(1, args.duration - 1), spy_out)
@@ -260,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("the floor: gunicorn + gevent + Flask alone, canned answer ...", flush=True)
         floor = procs.start_gateway(models_file, args.workers, worker_connections=10000, app="bench.floor:app")
         started.append(floor)
-        results["load_floor"] = measure_load(floor, "bench-standin", args, None)
+        results["load_floor"] = measure_load(floor, "bench-standin", args, None, label="floor")
         floor.stop()
         started.remove(floor)
         print("concurrent open streams ...", flush=True)
