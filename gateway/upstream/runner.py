@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from http.cookiejar import DefaultCookiePolicy
 import logging
 import random
 import secrets
@@ -254,6 +255,8 @@ def make_session(settings: Settings) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "gradio-chat-gateway"
+    # One session serves every user: a cookie one app set for one request must not ride along on another's.
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return session
 
 
