@@ -56,9 +56,15 @@ def post_worker_init(worker):
                 fds.append(os.readlink(f"/proc/self/fd/{fd}"))
             except OSError:
                 pass   # the descriptor listdir itself used
+        inodes = {f[8:-1] for f in fds if f.startswith("socket:[")}
+        close_wait = 0
+        for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+            for row in open(table).read().splitlines()[1:]:
+                cols = row.split()
+                close_wait += cols[3] == "08" and cols[9] in inodes   # 08: CLOSE_WAIT
         sock.sendall(json.dumps({"pid": os.getpid(), "greenlets": alive,
                                  "rss_kib": int(status["VmRSS"].split()[0]),
-                                 "sockets": sum(1 for f in fds if f.startswith("socket:")),
+                                 "sockets": len(inodes), "close_wait": close_wait,
                                  "fds": len(fds)}).encode())
         sock.close()
 

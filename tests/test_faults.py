@@ -273,4 +273,5 @@ def test_faults_leave_no_greenlet_or_stream_behind(probed_gunicorn, idle_worker,
     assert probe["greenlets"] <= idle_worker["greenlets"], (idle_worker, probe)
     # Beyond the sockets it had, only idle pooled connections to the stand-in remain.
     pooled = fresh_faulty.counts["open_connections"]
-    assert probe["sockets"] <= idle_worker["sockets"] + pooled, (idle_worker, probe, pooled)
+    # (A pooled connection the stand-in has closed waits in CLOSE_WAIT until urllib3 next checks it.)
+    assert probe["sockets"] - probe["close_wait"] <= idle_worker["sockets"] + pooled, (idle_worker, probe, pooled)

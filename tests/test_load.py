@@ -171,7 +171,7 @@ def test_many_concurrent_streams_all_complete_without_errors(load_gateway, fresh
     failures = [o for o in outcomes if o.status != 200 or not o.done or o.errors or o.content != expected]
     assert not failures, f"{len(failures)} of {STREAMS} failed, e.g. {failures[:3]}"
     assert burst.peak >= STREAMS, "every stream was open at the same time"
-    assert fresh_faulty.counts["jobs_completed"] == STREAMS
+    assert sum(j.ended == "completed" for j in fresh_faulty.jobs_of("burst")) == STREAMS
 
 
 def test_disconnect_storm_cancels_every_upstream_job(load_gateway, fresh_faulty):
@@ -214,7 +214,8 @@ def test_soak_leaves_no_greenlet_socket_or_memory_behind(load_gateway, fresh_fau
     # every other socket of the worker (listener, clients) is back to its number before the soak.
     upstream_open = fresh_faulty.counts["open_connections"]
     assert upstream_open <= POOL_MAXSIZE
-    assert after["sockets"] - upstream_open <= baseline["sockets"] - baseline_upstream + 2, \
+    # (A pooled connection the stand-in has closed waits in CLOSE_WAIT until urllib3 next checks it.)
+    assert after["sockets"] - after["close_wait"] - upstream_open <= baseline["sockets"] - baseline_upstream + 2, \
         (baseline, after, baseline_upstream, upstream_open)
     grown_kib = after["rss_kib"] - baseline["rss_kib"]
     assert grown_kib < max(16 * 1024, baseline["rss_kib"] // 5), f"RSS grew by {grown_kib} KiB"
