@@ -26,6 +26,7 @@ class Series:
     name: str
     samples: list[Sample] = field(default_factory=list)
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     def totals(self) -> list[float]:
         return [s.total for s in self.samples]
@@ -149,8 +150,10 @@ def interleaved(variants: dict[str, Callable[[], Sample]], rounds: int, warmup: 
         for name, call in variants.items():
             try:
                 sample = call()
-            except Exception:  # counted, not fatal: a latency run reports its errors
+            except Exception as exc:  # counted, not fatal: a latency run reports its errors
                 series[name].errors += 1
+                kind = f"{type(exc).__name__}: {str(exc)[:120]}"
+                series[name].error_kinds[kind] = series[name].error_kinds.get(kind, 0) + 1
                 continue
             if i >= warmup:
                 series[name].samples.append(sample)
@@ -159,6 +162,6 @@ def interleaved(variants: dict[str, Callable[[], Sample]], rounds: int, warmup: 
 
 def summary(series: Series) -> dict[str, Any]:
     ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
-    return {"n": len(series.samples), "errors": series.errors,
+    return {"n": len(series.samples), "errors": series.errors, "error_kinds": series.error_kinds,
             "p50_ms": ms(percentile(series.totals(), 50)), "p99_ms": ms(percentile(series.totals(), 99)),
             "ttft_p50_ms": ms(percentile(series.ttfts(), 50)), "ttft_p99_ms": ms(percentile(series.ttfts(), 99))}
