@@ -250,6 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         print("latency (concurrency 1) against the stand-in ...", flush=True)
         results["latency_standin"] = measure_latency(gw.url, standin, "bench-standin", args.rounds, False)
+        results["client_cpu_per_call"] = latency.client_cpu_per_call(standin, 20 if args.smoke else 500)
         if real:
             print("latency (concurrency 1) against the real Gradio app, and gradio_client ...", flush=True)
             results["latency_gradio"] = measure_latency(gw.url, real, "bench-gradio", max(5, args.rounds // 3), True)

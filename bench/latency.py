@@ -165,3 +165,32 @@ def summary(series: Series) -> dict[str, Any]:
     return {"n": len(series.samples), "errors": series.errors, "error_kinds": series.error_kinds,
             "p50_ms": ms(percentile(series.totals(), 50)), "p99_ms": ms(percentile(series.totals(), 99)),
             "ttft_p50_ms": ms(percentile(series.ttfts(), 50)), "ttft_p99_ms": ms(percentile(series.ttfts(), 99))}
+
+
+def client_cpu_per_call(base_url: str, calls: int) -> dict[str, float]:
+    """Client-side CPU ms of one POST /gradio_api/call through requests, and through urllib3 alone.
+
+    The gateway makes two such calls per completion; this is what its HTTP client costs.
+    """
+    import urllib3
+
+    session = requests.Session()
+    session.trust_env = False
+    pool = urllib3.PoolManager()
+    url = base_url.rstrip("/") + "/gradio_api/call/chat"
+    body = {"data": ["bench", "You are a test bot.", 64], "session_hash": "0123456789abcdef"}
+    variants = {
+        "requests": lambda: session.post(url, json=body, timeout=(10, 60)).json(),
+        "urllib3": lambda: json.loads(pool.request("POST", url, body=json.dumps(body).encode(),
+                                                   headers={"Content-Type": "application/json"},
+                                                   timeout=urllib3.Timeout(10, 60)).data),
+    }
+    out = {}
+    for name, call in variants.items():
+        for _ in range(max(5, calls // 10)):
+            call()
+        start = time.process_time()
+        for _ in range(calls):
+            call()
+        out[f"{name}_cpu_ms"] = round((time.process_time() - start) * 1000 / calls, 3)
+    return out
