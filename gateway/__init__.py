@@ -121,7 +121,8 @@ def _finish_unrouted(response: Any) -> Any:
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None) -> Flask:
     """The standalone gateway: settings from the environment (or env), the API at /v1."""
-    app = Flask(__name__)
+    # No static files: Flask's default /static route would answer (OPTIONS, 404) outside our handlers.
+    app = Flask(__name__, static_folder=None)
     if test_config:
         app.config.update(test_config)
     settings = load_settings(env)
