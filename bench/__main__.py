@@ -113,6 +113,15 @@ def measure_latency(gateway: str, app_url: str, model: str, rounds: int, with_cl
     return out
 
 
+def upstream_traffic(gateway: str, standin: str, n: int) -> dict[str, float]:
+    """What one completion costs the upstream, from the stand-in's counters: calls, cancels, new connections."""
+    before = standin_stats(standin)
+    for i in range(n):
+        latency.ThroughGateway(gateway, "bench-standin", "bench", stream=bool(i % 2))()
+    after = standin_stats(standin)
+    return {key: round((after[key] - before[key]) / n, 3) for key in ("calls", "cancels", "connections")}
+
+
 def paired(a: latency.Series, b: latency.Series) -> float | None:
     if a.errors or b.errors or not a.samples:
         return None
@@ -251,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("latency (concurrency 1) against the stand-in ...", flush=True)
         results["latency_standin"] = measure_latency(gw.url, standin, "bench-standin", args.rounds, False)
         results["client_cpu_per_call"] = latency.client_cpu_per_call(standin, 20 if args.smoke else 500)
+        results["upstream_per_completion"] = upstream_traffic(gw.url, standin, 10 if args.smoke else 200)
         if real:
             print("latency (concurrency 1) against the real Gradio app, and gradio_client ...", flush=True)
             results["latency_gradio"] = measure_latency(gw.url, real, "bench-gradio", max(5, args.rounds // 3), True)

@@ -47,6 +47,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"{ns['rps']:.0f} req/s, {ns['errors']} errors", "", ""),
                 ("  load-generator latency p50 / p99", f"{_ms(ns['latency_ms_p50'])} / {_ms(ns['latency_ms_p99'])}",
                  "", "")]
+    if up := r.get("upstream_per_completion"):
+        out += [("upstream per completion: calls / cancels / new connections",
+                 f"{up['calls']:g} / {up['cancels']:g} / {up['connections']:g}", "", "")]
     if cc := r.get("client_cpu_per_call"):
         out += [("  one upstream POST, client CPU: requests / urllib3",
                  f"{_ms(cc['requests_cpu_ms'])} / {_ms(cc['urllib3_cpu_ms'])}", "", "")]
