@@ -61,8 +61,15 @@ def machine() -> dict[str, Any]:
             versions[dist] = None
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1),
             "kernel": platform.release(), "python": platform.python_version(), "versions": versions,
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-            "git": git_state()}
+            "uptime": uptime(), "git": git_state()}
+
+
+def uptime() -> str:
+    """`uptime`'s line (load average included), or /proc/loadavg where the command is missing."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(str(x) for x in procs.load_average())
 
 
 def git_state() -> dict[str, Any]:
@@ -283,7 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for proc in reversed(started):
             proc.stop()
     results["load_after"] = procs.load_average()
-    results["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    results["uptime_after"] = uptime()
     return results
 
 

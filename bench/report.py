@@ -12,8 +12,15 @@ def _check(ok: bool | None) -> str:
     return {True: "met", False: "MISSED", None: ""}[ok]
 
 
-def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    out: list[tuple[str, str, str, str]] = []
+Row = tuple[str, str, str, str]      # figure, value, target, met?
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    return _latency_rows(r) + _load_rows(r) + _capacity_rows(r)
+
+
+def _latency_rows(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
     for key, label in (("latency_standin", "stand-in"), ("latency_gradio", "real Gradio")):
         lat = r.get(key)
         if not lat:
@@ -39,6 +46,11 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"{_ms(gw['p50_ms'])} / {_ms(gs['p50_ms'])}", "< gradio_client", _check(below)),
                     (f"gradio_client Client.predict p50 / p99 ({label})",
                      f"{_ms(gc['p50_ms'])} / {_ms(gc['p99_ms'])}", "", "")]
+    return out
+
+
+def _load_rows(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
     ns, st = r.get("load_non_stream"), r.get("load_stream_50")
     if ns:
         cpu = ns["gateway_cpu_ms_per_request"]
@@ -60,6 +72,11 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         out += [("gateway CPU per 50-chunk stream", _ms(st["gateway_cpu_ms_per_request"]), "", ""),
                 (f"throughput, 50-chunk streams (c={st['concurrency']})",
                  f"{st['rps']:.0f} req/s, {st['errors']} errors", "", "")]
+    return out
+
+
+def _capacity_rows(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
     cap = r.get("capacity")
     if cap:
         best = cap["at_max"] or {}
@@ -83,6 +100,10 @@ def render_table(r: dict[str, Any]) -> str:
     out.append("")
     out.append(f"machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Python {m['python']}")
     out.append(f"load average before {r['load_before']}, after {r.get('load_after')}")
+    out.append(f"uptime before: {m.get('uptime')}")
+    out.append(f"uptime after:  {r.get('uptime_after')}")
+    git = m.get("git") or {}
+    out.append(f"gateway commit {git.get('commit')}{' (gateway/ had uncommitted edits)' if git.get('gateway_dirty') else ''}")
     if cap := r.get("capacity"):
         for lv in cap["levels"]:
             out.append(f"  level {lv['streams']}: held {lv['held']} (upstream {lv['upstream_streams_open']}), "
