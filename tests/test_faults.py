@@ -275,3 +275,11 @@ def test_faults_leave_no_greenlet_or_stream_behind(probed_gunicorn, idle_worker,
     pooled = fresh_faulty.counts["open_connections"]
     # (A pooled connection the stand-in has closed waits in CLOSE_WAIT until urllib3 next checks it.)
     assert probe["sockets"] - probe["close_wait"] <= idle_worker["sockets"] + pooled, (idle_worker, probe, pooled)
+
+
+def test_a_call_answered_with_non_json_is_named_a_malformed_answer(gateway, fresh_faulty):
+    fresh_faulty.apps["faulty"].inject(Fault("bad_json"))
+    resp = chat(gateway, "faulty", stream=False)
+    fresh_faulty.apps["faulty"].faults.clear()
+    assert resp.status_code == 502
+    assert "malformed answer" in resp.json()["error"]["message"]

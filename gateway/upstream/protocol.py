@@ -67,7 +67,9 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
     except urllib3.exceptions.HTTPError:             # the stream broke mid-answer
         raise UpstreamError(f"The connection to the Gradio app broke ({what}).") from None
-    except (requests.exceptions.RequestException, OSError):
+    except (requests.exceptions.RequestException, OSError) as exc:
+        if isinstance(exc, ValueError):   # requests' JSONDecodeError is both kinds: it is bad JSON
+            raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
         raise UpstreamError(f"The connection to the Gradio app failed ({what}).") from None
     except (ValueError, UnicodeDecodeError):
         raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
