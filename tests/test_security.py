@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import hmac
 import string
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -266,3 +268,39 @@ def test_gateway_keys_are_compared_with_compare_digest_against_every_key(make_fa
         assert resp.status_code == status
         compared = sorted(b if isinstance(b, bytes) else b.encode() for _, b in calls)
         assert compared == sorted(k.encode() for k in KEYS), "every key, every time"
+
+
+def test_image_fetches_connect_only_to_public_addresses_even_if_dns_changes_its_answer():
+    """The check at connect time: a name that resolved to a public address the first time
+    (DNS rebinding) still cannot lead the fetch to a private one."""
+    import requests as _requests
+
+    from gateway.config import load_settings
+    from gateway.errors import InvalidRequest
+    from gateway.upstream.images import guard_image_session
+    from gateway.upstream.runner import make_session
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/img.png"
+        assert _requests.get(url, timeout=5).status_code == 200          # the control: the server answers
+        guarded = guard_image_session(make_session(load_settings({})))
+        with pytest.raises(InvalidRequest):
+            guarded.get(url, timeout=5)
+        assert hits == ["/img.png"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -9,6 +9,9 @@ import socket
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..errors import InvalidRequest
 from .protocol import mapped_errors
@@ -37,19 +40,72 @@ def decode_data_url(url: str, limit: int) -> tuple[bytes, str]:
     return content, mime
 
 
+def _refuse_private() -> InvalidRequest:
+    return InvalidRequest("Image URLs may not point at loopback, private or link-local addresses.",
+                          param=PARAM)
+
+
+def _is_public(address: str) -> bool:
+    addr = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return addr.is_global and not addr.is_multicast
+
+
 def _public_host(host: str, port: int) -> None:
     """Refuse hosts that resolve to loopback, private, link-local or reserved addresses."""
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise InvalidRequest(f"The image host '{host}' cannot be resolved.", param=PARAM) from None
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        if not addr.is_global or addr.is_multicast:
-            raise InvalidRequest("Image URLs may not point at loopback, private or link-local addresses.",
-                                 param=PARAM)
+    if not all(_is_public(info[4][0]) for info in infos):
+        raise _refuse_private()
+
+
+class _PublicPeerOnly:
+    """Checks the address actually connected to, so a second DNS answer (rebinding) cannot
+    lead the fetch to a private address that the check before it refused."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()  # type: ignore[misc]
+        if not _is_public(sock.getpeername()[0]):
+            sock.close()
+            raise _refuse_private()
+        return sock
+
+
+class _PublicHTTPConnection(_PublicPeerOnly, HTTPConnection):
+    pass
+
+
+class _PublicHTTPSConnection(_PublicPeerOnly, HTTPSConnection):
+    pass
+
+
+class _PublicHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PublicHTTPConnection
+
+
+class _PublicHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicHTTPSConnection
+
+
+class PublicOnlyAdapter(HTTPAdapter):
+    """An adapter whose connections may only reach public addresses."""
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
+
+
+def guard_image_session(session: requests.Session) -> requests.Session:
+    """Make session refuse private peers. Through a proxy the peer is the proxy, which resolves
+    names itself: there only the check before the fetch applies."""
+    if not session.proxies:
+        adapter = PublicOnlyAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+    return session
 
 
 def fetch_image(session: requests.Session, url: str, *, limit: int, allow_private: bool,

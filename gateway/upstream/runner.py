@@ -27,7 +27,7 @@ from .apps import App, load_app
 from .cache import BuildOnceCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
-from .images import fetch_image, file_name
+from .images import fetch_image, file_name, guard_image_session
 from .mapping import build_plan
 from .protocol import Gradio, UpstreamUnreachable, abort, iter_events, release, retry_after_from
 
@@ -266,6 +266,9 @@ class Upstream:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.session = make_session(settings)
+        # Images come from hosts users name: their own pools, which connect to public addresses only.
+        self.image_session = (make_session(settings) if settings.allow_private_image_urls
+                              else guard_image_session(make_session(settings)))
         self.apps: BuildOnceCache[App] = BuildOnceCache(settings.cache_size, settings.cache_ttl)
 
     @property
@@ -370,7 +373,7 @@ class Upstream:
         return info.host
 
     def _upload(self, gradio: Gradio, url: str, index: int) -> dict[str, Any]:
-        content, mime = fetch_image(self.session, url, limit=self.settings.max_image_bytes,
+        content, mime = fetch_image(self.image_session, url, limit=self.settings.max_image_bytes,
                                     allow_private=self.settings.allow_private_image_urls,
                                     timeout=self.timeouts)
         name = file_name(mime, index)
