@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import secrets
 import signal
@@ -35,7 +36,7 @@ from email.utils import formatdate
 from typing import Any
 
 VERSION = "6.31.0"
-HEARTBEAT = 15.0
+HEARTBEAT = float(os.environ.get("STANDIN_HEARTBEAT", "15"))   # Gradio's heartbeat rate
 OVERRIDE = re.compile(r"\b(chunks|delay)=([0-9.]+)")
 
 MESSAGE = {"label": "", "parameter_name": "message", "parameter_has_default": False,
@@ -190,9 +191,10 @@ class StandIn:
         gone = asyncio.ensure_future(reader.read(1))
         try:
             if job is None or api != job.api:
-                await self.event(writer, "error", {"error": None})
-            else:
-                await self.run(job, writer, gone)
+                # Gradio 6.31 starts the response, then fails inside it: the chunked body ends unfinished.
+                await writer.drain()
+                return False
+            await self.run(job, writer, gone)
             gone.cancel()
             writer.write(b"0\r\n\r\n")
             await writer.drain()
@@ -207,7 +209,8 @@ class StandIn:
         writer.write(b"%x\r\n%s\r\n" % (len(payload), payload))
         await writer.drain()
 
-    async def wait(self, seconds: float, gone: asyncio.Future, hold: bool = False) -> None:
+    async def wait(self, writer: asyncio.StreamWriter, seconds: float, gone: asyncio.Future,
+                   hold: bool = False) -> None:
         """Sleep (or wait for a release), sending heartbeats; raise when the client hung up."""
         waiter = asyncio.ensure_future(self.release.wait() if hold else asyncio.sleep(seconds))
         try:
@@ -218,6 +221,7 @@ class StandIn:
                     raise ConnectionResetError("client closed the event stream")
                 if waiter in done:
                     return
+                await self.event(writer, "heartbeat", None)    # Gradio: `event: heartbeat` / `data: null`
         finally:
             waiter.cancel()
 
@@ -238,12 +242,12 @@ class StandIn:
             if generator:
                 await self.event(writer, "generating", [snapshot, None])
             if hold and i == 0:
-                await self.wait(0, gone, hold=True)
+                await self.wait(writer, 0, gone, hold=True)
             elif delay and i < chunks - 1:
-                await self.wait(delay, gone)
+                await self.wait(writer, delay, gone)
         if job.cancelled:
             return
-        await self.event(writer, "complete", [snapshot, None] if generator else [snapshot])
+        await self.event(writer, "complete", [snapshot, None])    # a ChatInterface's two outputs
         self.stats["completed"] += 1
 
     async def serve(self, host: str, port: int, ready_fd: int | None = None) -> None:
