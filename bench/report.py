@@ -113,3 +113,18 @@ def render_table(r: dict[str, Any]) -> str:
     if r.get("smoke"):
         out.append("SMOKE RUN: tiny sizes, the figures mean nothing")
     return "\n".join(out)
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """The same table as Markdown, for BENCHMARKS.md: python -m bench.report bench/results/<run>.json"""
+    out = ["| figure | value | target | |", "|---|---|---|---|"]
+    out += ["| " + " | ".join(c.replace("<=", "≤").replace(">=", "≥").strip() for c in row) + " |"
+            for row in rows(r)]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(render_markdown(json.loads(open(sys.argv[1]).read())))
