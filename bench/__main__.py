@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -289,6 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for proc in reversed(started):
             proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     results["load_after"] = procs.load_average()
     results["uptime_after"] = uptime()
     return results
