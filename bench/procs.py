@@ -93,6 +93,14 @@ class Proc:
         return Path(self.log.name).read_text(errors="replace")
 
     def wait_http(self, url: str, deadline: float = 60.0) -> None:
+        """Wait for a 200 from url; on failure stop the process (and drop its log) before raising."""
+        try:
+            self._wait_http(url, deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_http(self, url: str, deadline: float) -> None:
         end = time.monotonic() + deadline
         while time.monotonic() < end:
             if self.proc.poll() is not None:
