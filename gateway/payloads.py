@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator
 from .registry import Model
 from .schemas import ChatRequest
 from .upstream.deltas import Delta
-from .upstream.runner import KEEPALIVE, Finish
+from .upstream.run import KEEPALIVE, Finish
 
 
 def model_object(model: Model) -> dict[str, Any]:

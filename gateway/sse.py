@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator
 from flask import Response
 
 from .errors import as_gateway_error
-from .upstream.runner import KEEPALIVE
+from .upstream.run import KEEPALIVE
 
 log = logging.getLogger("gateway")
 

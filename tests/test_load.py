@@ -29,7 +29,7 @@ ROUNDS = int(os.environ.get("SOAK_ROUNDS", "3"))
 LOAD_ENV = {"UPSTREAM_CONNECT_TIMEOUT": "60", "UPSTREAM_IDLE_TIMEOUT": "120", "UPSTREAM_TOTAL_TIMEOUT": "600",
             "SSE_KEEPALIVE": "15",
             "WORKER_CONNECTIONS": str(max(1000, 4 * STREAMS)), "GUNICORN_TIMEOUT": "300"}
-POOL_MAXSIZE = 512      # the gateway's per-host connection pool (gateway/upstream/runner.py)
+POOL_MAXSIZE = 512      # the gateway's per-host connection pool (gateway/upstream/session.py)
 
 
 @dataclass

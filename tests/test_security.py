@@ -278,7 +278,7 @@ def test_image_fetches_connect_only_to_public_addresses_even_if_dns_changes_its_
     from gateway.config import load_settings
     from gateway.errors import InvalidRequest
     from gateway.upstream.images import guard_image_session
-    from gateway.upstream.runner import make_session
+    from gateway.upstream.session import make_session
 
     hits: list[str] = []
 

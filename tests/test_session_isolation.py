@@ -5,7 +5,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gateway.config import load_settings
-from gateway.upstream.runner import make_session
+from gateway.upstream.session import make_session
 
 
 class CookieSetter(BaseHTTPRequestHandler):

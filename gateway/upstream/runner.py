@@ -1,24 +1,16 @@
 """One chat completion's upstream work, run in the background and consumed as events."""
 from __future__ import annotations
 
-import contextlib
-from http.cookiejar import DefaultCookiePolicy
 import logging
 import random
 import secrets
 import socket
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
-from urllib3.util.retry import Retry
-
-from ..concurrency import EMPTY, gevent_active, make_queue, spawn
 from ..config import Settings
 from ..credentials import Credential
+from ..concurrency import spawn
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota, UpstreamTimeout,
                       UpstreamUnauthorized)
 from ..registry import Model
@@ -30,27 +22,13 @@ from .hub import SLEEPING, check_stage, space_info, wait_awake
 from .images import fetch_image, file_name, guard_image_session
 from .mapping import build_plan
 from .protocol import Gradio, UpstreamUnreachable, abort, iter_events, release, retry_after_from
+from .run import Run
+from .session import make_session
 
 log = logging.getLogger("gateway.upstream")
-
-KEEPALIVE = object()      # yielded by Run.events() when the stream has been idle SSE_KEEPALIVE seconds
-_TICK = object()          # an upstream heartbeat: resets the idle timer, yields nothing
-_CLIENT_GONE = object()
 RETRIES = 2               # transient failures retried before the app accepted the job
 BACKOFF_BASE = 0.25       # seconds; doubled per retry, times a jitter of 0.5-1
 BACKOFF_CAP = 2.0
-
-
-@dataclass(frozen=True)
-class Finish:
-    reason: str = "stop"
-
-
-class ClientGone(GatewayError):
-    """The client closed its connection; nobody will read this answer."""
-
-    status_code = 499
-    code = "client_closed_request"
 
 
 def error_from_event(data: Any) -> GatewayError:
@@ -68,196 +46,6 @@ def error_from_event(data: Any) -> GatewayError:
         # stale, this is what a call with the old inputs gets. The runner checks the API.
         return UpstreamApiChanged("The Gradio app raised an error and did not show its message.")
     return UpstreamError(f"The Gradio app failed: {message}")
-
-
-class Run:
-    """A queue between the greenlet that talks to the app and the response that reads it."""
-
-    def __init__(self, settings: Settings, client_socket: socket.socket | None = None) -> None:
-        self._queue = make_queue()
-        self._closers: list[Callable[[], None]] = []
-        self._closed = False
-        self._watcher: Any = None
-        self.keepalive = settings.sse_keepalive
-        self.idle = settings.idle_timeout
-        self.deadline = time.monotonic() + settings.total_timeout
-        self.emitted = False
-        self.accepted = False              # the app took the job: no transient retry any more
-        self.first_event_at: float | None = None
-        self._client_socket = client_socket
-
-    # ------------------------------------------------------------ producer side
-
-    def start(self, job: Callable[["Run"], None]) -> "Run":
-        spawn(self._work, job)
-        if self._client_socket is not None and gevent_active():
-            self._watcher = self._watch_client(self._client_socket)
-        return self
-
-    def _work(self, job: Callable[["Run"], None]) -> None:
-        try:
-            job(self)
-        except BaseException as exc:  # handed to the consumer, who raises or drops it
-            self._queue.put(exc if not self._closed else _CLIENT_GONE)
-
-    def emit(self, delta: Delta) -> None:
-        if self.first_event_at is None:
-            self.first_event_at = time.monotonic()
-        if delta:
-            self.emitted = True
-        self._queue.put(delta)
-
-    def tick(self) -> None:
-        self._queue.put(_TICK)
-
-    def finish(self, reason: str = "stop") -> None:
-        self._queue.put(Finish(reason))
-
-    def on_close(self, closer: Callable[[], None]) -> None:
-        """Register what stops the upstream work; runs at once if the run is already closed."""
-        if self._closed:
-            closer()
-        else:
-            self._closers.append(closer)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    # ------------------------------------------------------------ consumer side
-
-    def events(self) -> Iterator[Any]:
-        """Deltas, then a Finish; KEEPALIVE while idle; raises the run's error."""
-        last_event = last_yield = time.monotonic()
-        try:
-            while True:
-                now = time.monotonic()
-                wait = min(self.keepalive - (now - last_yield), self.idle - (now - last_event),
-                           self.deadline - now)
-                try:
-                    item = self._queue.get(timeout=max(wait, 0.0))
-                except EMPTY:
-                    now = time.monotonic()
-                    if now >= self.deadline:
-                        raise UpstreamTimeout("The Gradio app did not finish within UPSTREAM_TOTAL_TIMEOUT.")
-                    if now - last_event >= self.idle:
-                        raise UpstreamTimeout("The Gradio app sent nothing for UPSTREAM_IDLE_TIMEOUT seconds.")
-                    if now - last_yield >= self.keepalive:
-                        last_yield = now
-                        yield KEEPALIVE
-                    continue
-                last_event = time.monotonic()
-                if item is _TICK:
-                    continue
-                if item is _CLIENT_GONE:
-                    raise ClientGone("The client closed the connection.")
-                if isinstance(item, BaseException):
-                    raise item
-                last_yield = last_event
-                yield item
-                if isinstance(item, Finish):
-                    return
-        finally:
-            self.close()
-
-    def result(self) -> tuple[str, str, str]:
-        """(content, reasoning, finish_reason) of the whole run."""
-        content, reasoning, reason = [], [], "stop"
-        for item in self.events():
-            if isinstance(item, Delta):
-                content.append(item.content)
-                reasoning.append(item.reasoning)
-            elif isinstance(item, Finish):
-                reason = item.reason
-        return "".join(content), "".join(reasoning), reason
-
-    def close(self) -> None:
-        """Stop the upstream job (idempotent): close its event stream and cancel it."""
-        if self._closed:
-            return
-        self._closed = True
-        closers, self._closers = self._closers, []
-        for closer in reversed(closers):
-            with contextlib.suppress(Exception):
-                closer()
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.close()
-
-    def _watch_client(self, sock: socket.socket) -> Any:
-        """Under gevent: notice a client that hung up while nothing is being written to it.
-
-        A read watcher on the event loop with a callback, not a greenlet polling each second:
-        an open stream then costs no wake-ups and about 10 KiB less (measured by bench/).
-        """
-        from gevent import get_hub
-
-        raw = getattr(sock, "_sock", sock)     # the non-blocking OS socket under gevent's
-        watcher = get_hub().loop.io(sock.fileno(), 1)
-
-        def readable() -> None:               # runs in the hub: must not block
-            try:
-                data = raw.recv(1, socket.MSG_PEEK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            watcher.stop()
-            if data:
-                return  # the client sent more bytes (pipelining): hang-ups cannot be told apart
-            self._queue.put(_CLIENT_GONE)
-            spawn(self.close)
-
-        watcher.start(readable)
-        return watcher
-
-
-CREDENTIAL_HEADERS = ("X-HF-Authorization", "X-IP-Token")
-# A pooled keep-alive connection the app closed meanwhile (a restart, a 500 with
-# `Connection: close`) fails the next request on it. A GET is resent once; a POST never
-# (it may have reached the app); connection failures are left to the runner's backoff.
-
-
-class StaleConnectionRetry(Retry):
-    """Resend a GET whose pooled connection turned out dead; never after a read timeout."""
-
-    def increment(self, *args: Any, **kwargs: Any) -> Retry:
-        error = kwargs.get("error")
-        if isinstance(error, ReadTimeoutError):
-            raise error                 # an app too slow to answer is not a dead connection
-        return super().increment(*args, **kwargs)
-
-
-STALE_CONNECTION_RETRY = StaleConnectionRetry(total=1, connect=0, read=1, redirect=0, status=0, other=0,
-                                              allowed_methods=frozenset({"GET"}), raise_on_status=False)
-
-
-class UpstreamSession(requests.Session):
-    """A Session that drops the credential headers on a redirect to another host.
-
-    requests strips only `Authorization` there; a Gradio host redirecting elsewhere must
-    not receive a user's X-HF-Authorization either.
-    """
-
-    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        super().rebuild_auth(prepared_request, response)
-        if self.should_strip_auth(response.request.url, prepared_request.url):
-            for name in CREDENTIAL_HEADERS:
-                prepared_request.headers.pop(name, None)
-
-
-def make_session(settings: Settings) -> requests.Session:
-    """The process's connection pools: one Session, pools per host, bounded (LRU) by urllib3."""
-    session = UpstreamSession()
-    session.trust_env = False          # only USE_PROXY/PROXY_URL choose a proxy; no .netrc credentials
-    session.proxies.update(settings.proxies)
-    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=512, max_retries=STALE_CONNECTION_RETRY)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = "gradio-chat-gateway"
-    # One session serves every user: a cookie one app set for one request must not ride along on another's.
-    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-    return session
 
 
 class Upstream:

@@ -1,0 +1,59 @@
+"""The process's upstream HTTP session: pools, proxy, no cookies, no credentials across hosts."""
+from __future__ import annotations
+
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from ..config import Settings
+
+CREDENTIAL_HEADERS = ("X-HF-Authorization", "X-IP-Token")
+# A pooled keep-alive connection the app closed meanwhile (a restart, a 500 with
+# `Connection: close`) fails the next request on it. A GET is resent once; a POST never
+# (it may have reached the app); connection failures are left to the runner's backoff.
+
+
+class StaleConnectionRetry(Retry):
+    """Resend a GET whose pooled connection turned out dead; never after a read timeout."""
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        error = kwargs.get("error")
+        if isinstance(error, ReadTimeoutError):
+            raise error                 # an app too slow to answer is not a dead connection
+        return super().increment(*args, **kwargs)
+
+
+STALE_CONNECTION_RETRY = StaleConnectionRetry(total=1, connect=0, read=1, redirect=0, status=0, other=0,
+                                              allowed_methods=frozenset({"GET"}), raise_on_status=False)
+
+
+class UpstreamSession(requests.Session):
+    """A Session that drops the credential headers on a redirect to another host.
+
+    requests strips only `Authorization` there; a Gradio host redirecting elsewhere must
+    not receive a user's X-HF-Authorization either.
+    """
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name in CREDENTIAL_HEADERS:
+                prepared_request.headers.pop(name, None)
+
+
+def make_session(settings: Settings) -> requests.Session:
+    """The process's connection pools: one Session, pools per host, bounded (LRU) by urllib3."""
+    session = UpstreamSession()
+    session.trust_env = False          # only USE_PROXY/PROXY_URL choose a proxy; no .netrc credentials
+    session.proxies.update(settings.proxies)
+    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=512, max_retries=STALE_CONNECTION_RETRY)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "gradio-chat-gateway"
+    # One session serves every user: a cookie one app set for one request must not ride along on another's.
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session
