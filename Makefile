@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install install-dev serve demo test bench soak lint clean
+.PHONY: install install-dev serve demo test bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
