@@ -15,6 +15,7 @@ from flask import Flask, g, request
 from marshmallow import Schema, ValidationError
 
 from . import metrics
+from .iterables import close
 from .errors import GatewayError, InvalidRequest, RequestTooLarge, UpstreamError
 from .logs import log_access
 from .registry import Model
@@ -169,9 +170,7 @@ def _observed(ex: Exchange | None, items: Iterable[Any]) -> Iterator[Any]:
             ex.fail(exc)
         raise
     finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        close(source)
 
 
 def finish_exchange(response: Any) -> Any:

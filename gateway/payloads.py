@@ -6,6 +6,7 @@ import secrets
 import time
 from typing import Any, Iterable, Iterator
 
+from .iterables import close
 from .registry import Model
 from .schemas import ChatRequest
 from .upstream.deltas import Delta
@@ -76,6 +77,4 @@ def chunks(chat: ChatRequest, events: Iterable[Any]) -> Iterator[Any]:
         if chat.include_usage:
             yield {**base, "choices": [], "usage": usage(chat, "".join(text))}
     finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        close(source)

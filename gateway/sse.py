@@ -9,6 +9,7 @@ from typing import Any, Iterable, Iterator
 from flask import Response
 
 from .errors import as_gateway_error
+from .iterables import close
 from .upstream.run import KEEPALIVE
 
 log = logging.getLogger("gateway")
@@ -21,9 +22,7 @@ def prime(events: Iterator[Any]) -> Iterator[Any]:
     except StopIteration:
         return iter(())
     except BaseException:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+        close(events)
         raise
     return _chain(first, events)
 
@@ -33,7 +32,7 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
         yield first
         yield from rest
     finally:
-        rest.close() if hasattr(rest, "close") else None
+        close(rest)
 
 
 def encode(item: Any) -> bytes:
@@ -58,9 +57,7 @@ def frames(items: Iterable[Any], request_id: str | None = None) -> Iterator[byte
             return
         yield encode(err.to_dict())
     finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        close(source)
     yield b"data: [DONE]\n\n"
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests import mapping_apps
+from tests.conftest import gateway_env
 
 # Models with flags: id -> (app, flags[, api_name]). Every other app is also listed by its URL alone.
 FLAGGED = {
@@ -68,10 +69,8 @@ def mapping_models_file(mapping_apps_urls: dict[str, str], tmp_path_factory: pyt
 
 
 def mapping_env(models_file: Path, **extra: str) -> dict[str, str]:
-    env = {"MODELS_FILE": str(models_file), "BUILTIN_MODELS": "false", "UPSTREAM_IDLE_TIMEOUT": "20",
-           "UPSTREAM_TOTAL_TIMEOUT": "60", "SSE_KEEPALIVE": "5"}
-    env.update(extra)
-    return env
+    """The suite's gateway environment, with only the mapping apps as models."""
+    return gateway_env(models_file, **{"BUILTIN_MODELS": "false", **extra})
 
 
 @pytest.fixture

@@ -137,9 +137,9 @@ class Upstream:
         return (model.space, credential.fingerprint)
 
     def _gradio(self, base_url: str, credential: Credential, api_prefix: str = "/gradio_api") -> Gradio:
+        connect, read = self.timeouts
         return Gradio(self.session, base_url, credential.app_headers(),
-                      connect_timeout=self.settings.connect_timeout,
-                      read_timeout=self.settings.idle_timeout + 1.0, api_prefix=api_prefix)
+                      connect_timeout=connect, read_timeout=read, api_prefix=api_prefix)
 
     def app_for(self, model: Model, credential: Credential, deadline: float | None = None) -> App:
         """The app's metadata, from the cache or built once."""
