@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import requests
 import urllib3
+from requests.structures import CaseInsensitiveDict
+from requests.utils import requote_uri
 
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
@@ -138,6 +140,8 @@ class Gradio:
         self.session = session
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.headers = headers
+        self._sent_headers = CaseInsensitiveDict(session.headers)   # what Session.request would merge
+        self._sent_headers.update(headers)
         self.timeout = (connect_timeout, read_timeout)
         self.api_prefix = "/" + api_prefix.strip("/") if api_prefix.strip("/") else ""
 
@@ -153,10 +157,9 @@ class Gradio:
 
     def submit(self, api_name: str, data: list[Any], session_hash: str) -> str:
         what = f"call {api_name}"
+        body = json.dumps({"data": data, "session_hash": session_hash}).encode("utf-8")
         with mapped_errors(what):
-            resp = self.session.post(self.url(f"/call/{api_name.lstrip('/')}"), headers=self.headers,
-                                     json={"data": data, "session_hash": session_hash},
-                                     timeout=self.timeout)
+            resp = self._send("POST", self.url(f"/call/{api_name.lstrip('/')}"), body)
             check_status(resp, what)
             event_id = resp.json().get("event_id")
         if not isinstance(event_id, str):
@@ -166,10 +169,43 @@ class Gradio:
     def open_events(self, api_name: str, event_id: str) -> requests.Response:
         what = f"call {api_name}"
         with mapped_errors(what):
-            resp = self.session.get(self.url(f"/call/{api_name.lstrip('/')}/{event_id}"),
-                                    headers=self.headers, timeout=self.timeout, stream=True)
+            resp = self._send("GET", self.url(f"/call/{api_name.lstrip('/')}/{event_id}"), stream=True)
             check_status(resp, what)
         return resp
+
+    def _send(self, method: str, url: str, body: bytes | None = None, *, stream: bool = False) -> requests.Response:
+        """One of the two calls every completion makes, through the session's own adapter.
+
+        Session.request spends about 0.2 ms of CPU per call (measured by bench/) merging
+        settings, preparing the request, running hooks and keeping cookies, none of which
+        changes what these calls send: the session's headers are merged once per Gradio, the
+        proxies, TLS settings, pools, stale-connection retry and exceptions are the adapter's,
+        as with Session.request. A redirect is resent through Session.request, which follows
+        it and drops credentials on the way to another host.
+        """
+        if not url.isascii():          # an IDNA host or path: let requests prepare it
+            return self._through_session(method, url, body, stream)
+        prepared = requests.PreparedRequest()
+        prepared.method = method
+        prepared.url = requote_uri(url)
+        prepared.headers = self._sent_headers.copy()
+        if body is not None:
+            prepared.headers["Content-Type"] = "application/json"
+            prepared.headers["Content-Length"] = str(len(body))
+            prepared.body = body
+        session = self.session
+        resp = session.get_adapter(prepared.url).send(prepared, stream=stream, timeout=self.timeout,
+                                                      verify=session.verify, cert=session.cert,
+                                                      proxies=session.proxies)
+        if resp.is_redirect:
+            resp.close()
+            return self._through_session(method, url, body, stream)
+        return resp
+
+    def _through_session(self, method: str, url: str, body: bytes | None, stream: bool) -> requests.Response:
+        headers = dict(self.headers, **({"Content-Type": "application/json"} if body is not None else {}))
+        return self.session.request(method, url, data=body, headers=headers, timeout=self.timeout,
+                                    stream=stream)
 
     def cancel(self, event_id: str, session_hash: str, fn_index: int) -> None:
         """Best effort: the job may have ended already."""
