@@ -18,6 +18,8 @@ class Endpoint:
     parameters: tuple[dict[str, Any], ...]
     returns: tuple[dict[str, Any], ...]
     public: bool = True
+    # flags -> the roles found for them; filled by mapping.plan_roles, lives as long as the app's metadata
+    roles_by_flags: dict[str | None, dict[str, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -89,21 +89,24 @@ class Run:
         last_event = last_yield = time.monotonic()
         try:
             while True:
-                now = time.monotonic()
-                wait = min(self.keepalive - (now - last_yield), self.idle - (now - last_event),
-                           self.deadline - now)
                 try:
-                    item = self._queue.get(timeout=max(wait, 0.0))
+                    item = self._queue.get_nowait()     # what is there already needs no timer
                 except EMPTY:
                     now = time.monotonic()
-                    if now >= self.deadline:
-                        raise UpstreamTimeout("The Gradio app did not finish within UPSTREAM_TOTAL_TIMEOUT.")
-                    if now - last_event >= self.idle:
-                        raise UpstreamTimeout("The Gradio app sent nothing for UPSTREAM_IDLE_TIMEOUT seconds.")
-                    if now - last_yield >= self.keepalive:
-                        last_yield = now
-                        yield KEEPALIVE
-                    continue
+                    wait = min(self.keepalive - (now - last_yield), self.idle - (now - last_event),
+                               self.deadline - now)
+                    try:
+                        item = self._queue.get(timeout=max(wait, 0.0))
+                    except EMPTY:
+                        now = time.monotonic()
+                        if now >= self.deadline:
+                            raise UpstreamTimeout("The Gradio app did not finish within UPSTREAM_TOTAL_TIMEOUT.")
+                        if now - last_event >= self.idle:
+                            raise UpstreamTimeout("The Gradio app sent nothing for UPSTREAM_IDLE_TIMEOUT seconds.")
+                        if now - last_yield >= self.keepalive:
+                            last_yield = now
+                            yield KEEPALIVE
+                        continue
                 last_event = time.monotonic()
                 if item is _TICK:
                     continue
