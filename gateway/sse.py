@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from flask import Response
 
@@ -43,26 +43,38 @@ def encode(item: Any) -> bytes:
     return b"data: " + text.encode("utf-8", "backslashreplace") + b"\n\n"
 
 
-def frames(items: Iterable[Any], request_id: str | None = None) -> Iterator[bytes]:
-    """Encode items as SSE; an error mid-stream becomes one error event; always ends with [DONE]."""
+def frames(items: Iterable[Any], request_id: str | None = None,
+           ready: Callable[[], bool] | None = None) -> Iterator[bytes]:
+    """Encode items as SSE; an error mid-stream becomes one error event; always ends with [DONE].
+
+    While ready() says the next item is there already, frames are gathered and written
+    together: a burst from the app (or the end of a stream) costs one write, not one each.
+    Nothing is held back waiting for the app.
+    """
     source = iter(items)
+    batch: list[bytes] = []
     try:
         for item in source:
-            yield encode(item)
+            batch.append(encode(item))
+            if ready is None or not ready():
+                yield b"".join(batch)
+                batch.clear()
     except GeneratorExit:
         raise
     except Exception as exc:  # after the headers went out, the error travels in the stream
         err = as_gateway_error(exc, request_id)
         if err.status_code == 499:
             return
-        yield encode(err.to_dict())
+        batch.append(encode(err.to_dict()))
     finally:
         close(source)
-    yield b"data: [DONE]\n\n"
+    batch.append(b"data: [DONE]\n\n")
+    yield b"".join(batch)
 
 
-def response(items: Iterable[Any], request_id: str | None = None) -> Response:
-    resp = Response(frames(items, request_id), mimetype="text/event-stream")
+def response(items: Iterable[Any], request_id: str | None = None,
+             ready: Callable[[], bool] | None = None) -> Response:
+    resp = Response(frames(items, request_id, ready), mimetype="text/event-stream")
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"
     return resp

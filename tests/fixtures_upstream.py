@@ -206,16 +206,22 @@ def stream_gateway(upstream_apps: dict[str, str], tmp_path_factory: pytest.TempP
 
     silent = FakeGradio(Script(events=[("hang", 30)]))
     late = FakeGradio(Script(events=[("pause", 1.2), ("generating", ["at last"]), ("complete", ["at last"])]))
+    # A burst, a heartbeat, then a pause: what came before the pause must not wait for it.
+    burst = FakeGradio(Script(events=[("generating", ["one"]), ("generating", ["one two"]), ("heartbeat", None),
+                                      ("generating", ["one two"]), ("pause", 1.0),
+                                      ("generating", ["one two three"]), ("complete", ["one two three"])]))
     path = write_models(tmp_path_factory.mktemp("live") / "models.yaml",
-                        {"crawl": upstream_apps["crawl"], "silent": silent.url, "late": late.url})
+                        {"crawl": upstream_apps["crawl"], "silent": silent.url, "late": late.url,
+                         "burst": burst.url})
     server = Gunicorn(gateway_env(path, {"UPSTREAM_IDLE_TIMEOUT": "1.5"}), workers=1)
-    server.standins = {"silent": silent, "late": late}
+    server.standins = {"silent": silent, "late": late, "burst": burst}
     try:
         yield server.wait_ready()
     finally:
         server.stop()
         silent.stop()
         late.stop()
+        burst.stop()
 
 
 def chat(text: str = "hello", model: str = "m", **extra: Any) -> dict[str, Any]:

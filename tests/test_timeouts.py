@@ -109,6 +109,22 @@ def test_stream_headers_wait_for_sse_keepalive_then_keepalives_flow(stream_gatew
     assert lines[-1] == "data: [DONE]"
 
 
+def test_what_arrived_is_sent_before_the_app_pauses(stream_gateway: Any) -> None:
+    """Frames that are ready go out together, but never wait for the app's next event: not after
+    a heartbeat, not after a snapshot with nothing new."""
+    started = time.monotonic()
+    resp = requests.post(stream_gateway.url + "/v1/chat/completions", json=chat(model="burst", stream=True),
+                         stream=True, timeout=10)
+    seen: dict[str, float] = {}
+    for at, line in read_sse(resp):
+        if line.startswith("data: {"):
+            content = json.loads(line[len("data: "):])["choices"][0]["delta"].get("content")
+            if content and content.strip():
+                seen[content.strip()] = at - started
+    assert list(seen) == ["one", "two", "three"]
+    assert seen["two"] < 0.6 < 0.9 < seen["three"]     # the app pauses 1.0 s before "three"
+
+
 def test_silent_stream_gets_keepalives_then_a_504_error_event(stream_gateway: Any) -> None:
     started = time.monotonic()
     resp = requests.post(stream_gateway.url + "/v1/chat/completions", json=chat(model="silent", stream=True),

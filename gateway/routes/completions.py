@@ -23,4 +23,5 @@ def create_chat_completion() -> ResponseReturnValue:
     observe_run(model, chat.stream, run)                            # for the access line and metrics
     if not chat.stream:
         return payloads.completion(chat, *run.result())
-    return sse.response(observe_stream(payloads.chunks(chat, sse.prime(run.events()))), request_id())
+    return sse.response(observe_stream(payloads.chunks(chat, sse.prime(run.events()))), request_id(),
+                        ready=lambda: run.pending)

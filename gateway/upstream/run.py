@@ -13,7 +13,6 @@ from ..errors import GatewayError, UpstreamTimeout
 from .deltas import Delta
 
 KEEPALIVE = object()      # yielded by Run.events() when the stream has been idle SSE_KEEPALIVE seconds
-_TICK = object()          # an upstream heartbeat: resets the idle timer, yields nothing
 _CLIENT_GONE = object()
 
 @dataclass(frozen=True)
@@ -40,6 +39,9 @@ class Run:
         self.idle = settings.idle_timeout
         self.deadline = time.monotonic() + settings.total_timeout
         self.emitted = False
+        self._queued = False                # anything queued yet (the first event releases the headers)
+        self._ticked_at = 0.0               # the last sign of life that carried no text
+        self._finished = False              # the consumer took the Finish: the rest comes at once
         self.accepted = False              # the app took the job: no transient retry any more
         self.first_event_at: float | None = None
         self._client_socket = client_socket
@@ -63,12 +65,18 @@ class Run:
             self.first_event_at = time.monotonic()
         if delta:
             self.emitted = True
+        elif self._queued:
+            self.tick()                     # nothing new to say: only a sign of life
+            return
+        self._queued = True
         self._queue.put(delta)
 
     def tick(self) -> None:
-        self._queue.put(_TICK)
+        """The upstream is alive (a heartbeat, a wait before a retry): resets the idle timer."""
+        self._ticked_at = time.monotonic()
 
     def finish(self, reason: str = "stop") -> None:
+        self._queued = True
         self._queue.put(Finish(reason))
 
     def on_close(self, closer: Callable[[], None]) -> None:
@@ -81,6 +89,16 @@ class Run:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def pending(self) -> bool:
+        """True when the consumer's next item is there already: it will not wait for the app.
+
+        Every queued item is something to send (an empty delta is queued only first, to
+        release the headers; a heartbeat is not queued), so a writer may hold what it has
+        until this turns false and send it all in one write.
+        """
+        return self._finished or self._queue.qsize() > 0
 
     # ------------------------------------------------------------ consumer side
 
@@ -99,6 +117,7 @@ class Run:
                         item = self._queue.get(timeout=max(wait, 0.0))
                     except EMPTY:
                         now = time.monotonic()
+                        last_event = max(last_event, self._ticked_at)
                         if now >= self.deadline:
                             raise UpstreamTimeout("The Gradio app did not finish within UPSTREAM_TOTAL_TIMEOUT.")
                         if now - last_event >= self.idle:
@@ -108,16 +127,16 @@ class Run:
                             yield KEEPALIVE
                         continue
                 last_event = time.monotonic()
-                if item is _TICK:
-                    continue
                 if item is _CLIENT_GONE:
                     raise ClientGone("The client closed the connection.")
                 if isinstance(item, BaseException):
                     raise item
                 last_yield = last_event
-                yield item
                 if isinstance(item, Finish):
+                    self._finished = True
+                    yield item
                     return
+                yield item
         finally:
             self.close()
 
