@@ -29,12 +29,47 @@ def spawn(fn: Callable[..., Any], *args: Any) -> None:
         threading.Thread(target=fn, args=args, daemon=True).start()
 
 
-def make_queue() -> Any:
-    """A queue whose get(timeout=...) raises queue.Empty, cooperative under gevent."""
-    if gevent_active():
-        import gevent.queue
+class GreenMailbox:
+    """A queue for one reading greenlet: a list and an Event.
 
-        return gevent.queue.Queue()
+    gevent.queue.Queue does the same for many readers and writers, and costs about 2.5 KiB
+    an instance against 0.2 KiB; with one per open stream that is 3 KiB a stream (measured
+    by bench/). Greenlets switch only where they wait, so the check-then-wait in get() is
+    not a race: a put() cannot run between the two.
+    """
+
+    __slots__ = ("_items", "_ready")
+
+    def __init__(self) -> None:
+        import gevent.event
+
+        self._items: list[Any] = []
+        self._ready = gevent.event.Event()
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise queue.Empty
+        return self._items.pop(0)
+
+    def get(self, timeout: float | None = None) -> Any:
+        if not self._items:
+            self._ready.clear()
+            self._ready.wait(timeout)
+        return self.get_nowait()
+
+
+def make_queue() -> Any:
+    """A queue with put, qsize, get_nowait and get(timeout=...) that raise queue.Empty;
+    for one reader, cooperative under gevent."""
+    if gevent_active():
+        return GreenMailbox()
     return queue.Queue()
 
 

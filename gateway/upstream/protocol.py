@@ -166,12 +166,14 @@ class Gradio:
             raise UpstreamError(f"The Gradio app gave no event id ({what}).")
         return event_id
 
-    def open_events(self, api_name: str, event_id: str) -> requests.Response:
+    def open_events(self, api_name: str, event_id: str) -> urllib3.BaseHTTPResponse:
+        """The job's event stream, as urllib3's response: what reads it needs nothing more, and
+        an open stream then keeps no request, cookie jar or second copy of the headers alive."""
         what = f"call {api_name}"
         with mapped_errors(what):
             resp = self._send("GET", self.url(f"/call/{api_name.lstrip('/')}/{event_id}"), stream=True)
             check_status(resp, what)
-        return resp
+        return resp.raw
 
     def _send(self, method: str, url: str, body: bytes | None = None, *, stream: bool = False) -> requests.Response:
         """One of the two calls every completion makes, through the session's own adapter.
@@ -226,18 +228,18 @@ class Gradio:
         return paths[0]
 
 
-def _arrived(resp: requests.Response) -> Iterator[bytes]:
+def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     """The bytes of a streaming body as they arrive, chunked or not.
 
-    A chunked body (what Gradio sends) comes chunk by chunk from iter_content(None); an
-    unchunked one (an event stream passed on by an HTTP/1.0 proxy) would only come whole
-    from it, so it is read with read1: whatever one read gets.
+    A chunked body (what Gradio sends) comes chunk by chunk from read_chunked; an unchunked
+    one (an event stream passed on by an HTTP/1.0 proxy) is read with read1: whatever one
+    read gets.
     """
-    if getattr(resp.raw, "chunked", True):
-        yield from resp.iter_content(chunk_size=None)
+    if getattr(raw, "chunked", True):
+        yield from raw.read_chunked(None, decode_content=True)
         return
     while True:
-        chunk = resp.raw.read1(64 * 1024)
+        chunk = raw.read1(64 * 1024)
         if not chunk:
             return
         yield chunk
@@ -258,7 +260,7 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
             raise UpstreamError("The Gradio app sent an oversized event.")
 
 
-def iter_events(resp: requests.Response, what: str) -> Iterator[Event]:
+def iter_events(resp: urllib3.BaseHTTPResponse, what: str) -> Iterator[Event]:
     """Parse a Gradio job's text/event-stream into Events."""
     kind, data_lines = "message", []
     with mapped_errors(what):
@@ -275,14 +277,14 @@ def iter_events(resp: requests.Response, what: str) -> Iterator[Event]:
                 data_lines.append(text[5:].lstrip(" "))
 
 
-def release(resp: requests.Response, events: Iterator[Event]) -> bool:
+def release(resp: urllib3.BaseHTTPResponse, events: Iterator[Event]) -> bool:
     """After `complete`: read the end of the stream Gradio sends with it, so the connection goes
     back to the pool instead of costing a new connect next time. Anything else aborts it."""
     try:
         for _ in events:
             break
         else:
-            resp.close()       # the body was read to its end: this returns the connection to the pool
+            resp.release_conn()  # the body was read to its end: the connection is reusable
             return True
     except Exception:  # noqa: BLE001 - a connection we could not reuse is simply closed
         pass
@@ -290,7 +292,7 @@ def release(resp: requests.Response, events: Iterator[Event]) -> bool:
     return False
 
 
-def abort(resp: requests.Response | None) -> None:
+def abort(resp: urllib3.BaseHTTPResponse | None) -> None:
     """Close a streaming response now, from any greenlet or thread.
 
     Shutting the socket down wakes a reader blocked on it; closing the event
@@ -299,7 +301,7 @@ def abort(resp: requests.Response | None) -> None:
     if resp is None:
         return
     with contextlib.suppress(Exception):
-        sock = resp.raw.connection.sock  # type: ignore[union-attr]
+        sock = resp.connection.sock  # type: ignore[attr-defined]
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ from .deltas import Delta
 
 KEEPALIVE = object()      # yielded by Run.events() when the stream has been idle SSE_KEEPALIVE seconds
 _CLIENT_GONE = object()
+_NOTHING = object()       # no item arrived before the wait ended
 
 @dataclass(frozen=True)
 class Finish:
@@ -107,25 +108,28 @@ class Run:
         last_event = last_yield = time.monotonic()
         try:
             while True:
-                try:
-                    item = self._queue.get_nowait()     # what is there already needs no timer
-                except EMPTY:
+                # What is there already needs no timer; a stream parks in get(), outside any
+                # `except`, so no exception and traceback stay alive while it waits.
+                item = self._queue.get_nowait() if self._queue.qsize() else _NOTHING
+                if item is _NOTHING:
                     now = time.monotonic()
                     wait = min(self.keepalive - (now - last_yield), self.idle - (now - last_event),
                                self.deadline - now)
                     try:
                         item = self._queue.get(timeout=max(wait, 0.0))
                     except EMPTY:
-                        now = time.monotonic()
-                        last_event = max(last_event, self._ticked_at)
-                        if now >= self.deadline:
-                            raise UpstreamTimeout("The Gradio app did not finish within UPSTREAM_TOTAL_TIMEOUT.")
-                        if now - last_event >= self.idle:
-                            raise UpstreamTimeout("The Gradio app sent nothing for UPSTREAM_IDLE_TIMEOUT seconds.")
-                        if now - last_yield >= self.keepalive:
-                            last_yield = now
-                            yield KEEPALIVE
-                        continue
+                        pass
+                if item is _NOTHING:
+                    now = time.monotonic()
+                    last_event = max(last_event, self._ticked_at)
+                    if now >= self.deadline:
+                        raise UpstreamTimeout("The Gradio app did not finish within UPSTREAM_TOTAL_TIMEOUT.")
+                    if now - last_event >= self.idle:
+                        raise UpstreamTimeout("The Gradio app sent nothing for UPSTREAM_IDLE_TIMEOUT seconds.")
+                    if now - last_yield >= self.keepalive:
+                        last_yield = now
+                        yield KEEPALIVE
+                    continue
                 last_event = time.monotonic()
                 if item is _CLIENT_GONE:
                     raise ClientGone("The client closed the connection.")

@@ -1,6 +1,7 @@
 """The process's upstream HTTP session: pools, proxy, no cookies, no credentials across hosts."""
 from __future__ import annotations
 
+import http.client
 import select
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
@@ -61,12 +62,39 @@ class _LivenessCheck:
         return not poller.poll(0)
 
 
+READ_BUFFER = 1024      # bytes; http.client's default is 8 KiB
+
+
+class _SmallBuffer:
+    """A socket whose makefile() buffers READ_BUFFER bytes, for http.client's response."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str) -> Any:
+        return self._sock.makefile(mode, buffering=READ_BUFFER)
+
+
+class _Response(http.client.HTTPResponse):
+    """An upstream response that reads through a 1 KiB buffer instead of 8 KiB.
+
+    An open event stream keeps its buffer for as long as it lasts: the smaller one saves
+    about 3.4 KiB of memory per open stream (measured by bench/). Gradio's events are short
+    lines and chunks; a read larger than the buffer bypasses it.
+    """
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_SmallBuffer(sock), *args, **kwargs)
+
+
 class _Connection(_LivenessCheck, HTTPConnection):
-    pass
+    response_class = _Response
 
 
 class _TLSConnection(_LivenessCheck, HTTPSConnection):
-    pass
+    response_class = _Response
 
 
 class _Pool(HTTPConnectionPool):
