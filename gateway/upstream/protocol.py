@@ -157,8 +157,8 @@ class Gradio:
 
     def submit(self, api_name: str, data: list[Any], session_hash: str) -> str:
         what = f"call {api_name}"
-        body = json.dumps({"data": data, "session_hash": session_hash}).encode("utf-8")
         with mapped_errors(what):
+            body = json.dumps({"data": data, "session_hash": session_hash}, allow_nan=False).encode()
             resp = self._send("POST", self.url(f"/call/{api_name.lstrip('/')}"), body)
             check_status(resp, what)
             event_id = resp.json().get("event_id")
