@@ -24,6 +24,7 @@ class RawServer:
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
         self.connections = 0
         self.requests: list[bytes] = []
+        self.hung_up = threading.Semaphore(0)      # released each time the server closed a connection
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -36,23 +37,29 @@ class RawServer:
             threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
 
     def _connection(self, conn: socket.socket) -> None:
-        with conn:
-            buffer = b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, rest = buffer.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                self.requests.append(head + b"\r\n\r\n" + rest[:length])
-                buffer = rest[length:]
-                if not self.handler(conn, head):
+        try:
+            self._exchange(conn)
+        finally:
+            conn.close()
+            self.hung_up.release()
+
+    def _exchange(self, conn: socket.socket) -> None:
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                data = conn.recv(65536)
+                if not data:
                     return
+                buffer += data
+            head, _, rest = buffer.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            self.requests.append(head + b"\r\n\r\n" + rest[:length])
+            buffer = rest[length:]
+            if not self.handler(conn, head):
+                return
 
     def close(self) -> None:
         self.listener.close()
@@ -88,6 +95,7 @@ def test_a_post_on_a_pooled_connection_the_app_closed_meanwhile_opens_a_new_one(
     server = raw_server(answer_then_hang_up)
     gradio = gradio_at(server.url)
     assert gradio.submit("/chat", ["hi"], "s1") == "e1"
+    assert server.hung_up.acquire(timeout=5)      # the connection is closed before it is reused
     assert gradio.submit("/chat", ["hi"], "s2") == "e1"
     assert server.connections == 2
 
