@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
@@ -39,12 +39,11 @@ def _restore_environ() -> Iterator[None]:
         os.environ.update(saved)
 
 
-@pytest.fixture(scope="session")
-def apps() -> Iterator[dict[str, str]]:
-    """Every app of tests/gradio_apps.py, served once for the whole session: name -> URL."""
+def serve_apps(builds: dict[str, Callable[[], Any]]) -> Iterator[dict[str, str]]:
+    """Serve every Gradio app of builds for as long as the generator runs: name -> URL."""
     served, urls = [], {}
     try:
-        for name, build in gradio_apps.APPS.items():
+        for name, build in builds.items():
             demo, url = gradio_apps.serve(build, free_port())
             served.append(demo)
             urls[name] = url
@@ -52,6 +51,12 @@ def apps() -> Iterator[dict[str, str]]:
     finally:
         for demo in served:
             demo.close()
+
+
+@pytest.fixture(scope="session")
+def apps() -> Iterator[dict[str, str]]:
+    """Every app of tests/gradio_apps.py, served once for the whole session: name -> URL."""
+    yield from serve_apps(gradio_apps.APPS)
 
 
 @pytest.fixture(scope="session")

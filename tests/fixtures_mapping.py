@@ -39,18 +39,9 @@ def png_bytes(size: int = 0) -> bytes:
 @pytest.fixture(scope="session")
 def mapping_apps_urls() -> Iterator[dict[str, str]]:
     """Every app of tests/mapping_apps.py, served once for the session: name -> URL."""
-    from tests.conftest import free_port
+    from tests.conftest import serve_apps
 
-    served, urls = [], {}
-    try:
-        for name, build in mapping_apps.APPS.items():
-            demo, url = mapping_apps.serve(build, free_port())
-            served.append(demo)
-            urls[name] = url
-        yield urls
-    finally:
-        for demo in served:
-            demo.close()
+    yield from serve_apps(mapping_apps.APPS)
 
 
 def mapping_models(urls: dict[str, str]) -> dict[str, Any]:

@@ -229,11 +229,3 @@ APPS: dict[str, Callable[[], gr.Blocks]] = {
     "thoughts": thoughts_app, "extras": extras_app, "file": file_app,
     "attach": attach_app,
 }
-
-
-def serve(build: Callable[[], gr.Blocks], port: int) -> tuple[gr.Blocks, str]:
-    demo = build()
-    demo.queue(default_concurrency_limit=None)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                            quiet=True)
-    return demo, url
