@@ -98,7 +98,8 @@ def history_format(param: Param) -> str:
     """'messages' (content as a list of parts, Gradio 6), 'messages-text' (content a string) or 'pairs'."""
     # Without a schema to read: a Chatbot of Gradio 6 takes parts; an untyped JSON gets OpenAI-style messages.
     fallback = "messages" if component(param) == "chatbot" else "messages-text"
-    return _schema_history(param) or fallback
+    told = param.get("history_format")         # what the app's /config says (apps.py), when it says it
+    return told if isinstance(told, str) else _schema_history(param) or fallback
 
 
 def _looks_like_history(param: Param) -> bool:
@@ -185,6 +186,10 @@ def choose_endpoint(app: App, api_name: str | None) -> Endpoint:
         return chat
     candidates = [e for e in app.endpoints.values()
                   if e.public and e.parameters and score("message", e.parameters[0]) >= 2]
+    if not candidates:
+        # A two-step chat whose first step's message input has no telling name (3.x, 4.20).
+        candidates = [e for e in app.endpoints.values()
+                      if e.follower is not None and e.parameters and _fits("message", e.parameters[0])]
     if not candidates:
         public = [e for e in app.endpoints.values() if e.public and e.parameters]
         if len(public) == 1 and _fits("message", public[0].parameters[0]):

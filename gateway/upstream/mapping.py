@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from ..errors import InvalidRequest, UpstreamError
 from ..schemas import ChatRequest, Message
-from .apps import App, Endpoint
+from .apps import STATE, App, Endpoint
 from .detect import FLAG_INPUTS, cast, choose_endpoint, detect_roles, flag_roles, history_format, takes_files
 from .outputs import outputs_text, read_outputs
 
@@ -25,9 +25,31 @@ class Plan:
     roles: dict[str, str] = field(default_factory=dict)   # role -> parameter name, for probes
     file_base: str = ""                                    # prefix that turns a server path into a URL
 
+    @property
+    def answer(self) -> Endpoint:
+        """The endpoint whose outputs are the answer: the follower of a two-step chat, else itself."""
+        return self.endpoint.follower or self.endpoint
+
     def outputs(self, data: Any) -> tuple[str, str]:
         """(content, reasoning) of a generating/complete event's outputs."""
-        return read_outputs(data, self.endpoint.returns, self.file_base)
+        answer = self.answer
+        return read_outputs(answer.visible_outputs(data), answer.returns, self.file_base)
+
+    def follower_inputs(self, app: App, first_outputs: Any) -> list[Any]:
+        """The follower's inputs, as the browser would send them: each component's value from the
+        first step's outputs, else from what the first step was sent, else the app's default."""
+        first, then = self.endpoint, self.endpoint.follower
+        assert then is not None
+        known: dict[int, Any] = dict(app.defaults)
+        sent = first.full_inputs(self.data)
+        if len(sent) == len(first.input_ids):
+            known.update(zip(first.input_ids, sent))
+        if isinstance(first_outputs, list) and len(first_outputs) == len(first.output_ids):
+            known.update(zip(first.output_ids, first_outputs))
+        full = [None if kind == STATE else known.get(i) for i, kind in zip(then.input_ids, then.input_kinds)]
+        if app.fills_state:
+            return [v for v, kind in zip(full, then.input_kinds) if kind != STATE]
+        return full
 
 
 @dataclass

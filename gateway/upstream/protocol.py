@@ -155,23 +155,42 @@ class Gradio:
             check_status(resp, what)
             return resp.json()
 
-    def submit(self, api_name: str, data: list[Any], session_hash: str) -> str:
+    def submit(self, api_name: str, data: list[Any], session_hash: str | None) -> str:
+        """POST /call/<api>: the job's event id. Without a session_hash Gradio files the job under
+        its event id, still a session of its own (a hash breaks the stream on 4.20-6.17)."""
         what = f"call {api_name}"
-        with mapped_errors(what):
-            body = json.dumps({"data": data, "session_hash": session_hash}, allow_nan=False).encode()
-            resp = self._send("POST", self.url(f"/call/{api_name.lstrip('/')}"), body)
-            check_status(resp, what)
-            event_id = resp.json().get("event_id")
+        body: dict[str, Any] = {"data": data}
+        if session_hash is not None:
+            body["session_hash"] = session_hash
+        answer = self.post_json(f"/call/{api_name.lstrip('/')}", body, what)
+        event_id = answer.get("event_id") if isinstance(answer, dict) else None
         if not isinstance(event_id, str):
             raise UpstreamError(f"The Gradio app gave no event id ({what}).")
         return event_id
 
     def open_events(self, api_name: str, event_id: str) -> urllib3.BaseHTTPResponse:
-        """The job's event stream, as urllib3's response: what reads it needs nothing more, and
-        an open stream then keeps no request, cookie jar or second copy of the headers alive."""
-        what = f"call {api_name}"
+        """The job's event stream (GET /call/<api>/<event_id>)."""
+        return self.open_stream(f"/call/{api_name.lstrip('/')}/{event_id}", f"call {api_name}")
+
+    def post_json(self, path: str, body: dict[str, Any], what: str, *, app_errors: bool = False) -> Any:
+        """POST a JSON body to a path under the API prefix; the parsed answer. With app_errors,
+        a 500 whose body is `{"error": …}` (how /run/predict reports the app's exception) is an
+        answer too."""
         with mapped_errors(what):
-            resp = self._send("GET", self.url(f"/call/{api_name.lstrip('/')}/{event_id}"), stream=True)
+            payload = json.dumps(body, allow_nan=False).encode()
+            resp = self._send("POST", self.url(path), payload)
+            if app_errors and resp.status_code == 500:
+                answer = resp.json()
+                if isinstance(answer, dict) and "error" in answer:
+                    return answer
+            check_status(resp, what)
+            return resp.json()
+
+    def open_stream(self, path: str, what: str) -> urllib3.BaseHTTPResponse:
+        """A GET whose body is an event stream, as urllib3's response: what reads it needs nothing
+        more, and an open stream then keeps no request, cookie jar or second copy of the headers."""
+        with mapped_errors(what):
+            resp = self._send("GET", self.url(path), stream=True)
             check_status(resp, what)
         return resp.raw
 
@@ -209,12 +228,13 @@ class Gradio:
         return self.session.request(method, url, data=body, headers=headers, timeout=self.timeout,
                                     stream=stream)
 
-    def cancel(self, event_id: str, session_hash: str, fn_index: int) -> None:
-        """Best effort: the job may have ended already."""
+    def cancel(self, event_id: str, session_hash: str | None, fn_index: int | None, path: str = "/cancel") -> None:
+        """Best effort: the job may have ended already. `/cancel` on /call apps, `/reset` on the
+        queues of 3.x and 4.x (which read the fields they know and ignore the others)."""
+        body = {"event_id": event_id, "session_hash": session_hash, "fn_index": fn_index}
         with contextlib.suppress(Exception):
-            self.session.post(self.url("/cancel"), headers=self.headers, timeout=(2, 2),
-                              json={"event_id": event_id, "session_hash": session_hash,
-                                    "fn_index": fn_index}).close()
+            self.session.post(self.url(path), headers=self.headers, timeout=(2, 2),
+                              json={k: v for k, v in body.items() if v is not None}).close()
 
     def upload(self, name: str, content: bytes, mime: str) -> str:
         what = "upload"

@@ -1,16 +1,16 @@
 """One chat completion's upstream work, run in the background and consumed as events."""
 from __future__ import annotations
 
+import json
 import logging
 import random
-import secrets
+import re
 import socket
 import time
 from typing import Any
 
 from ..config import Settings
 from ..credentials import Credential
-from ..concurrency import spawn
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota, UpstreamTimeout,
                       UpstreamUnauthorized)
 from ..registry import Model
@@ -20,8 +20,9 @@ from .cache import BuildOnceCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
 from .images import fetch_image, file_name, guard_image_session
-from .mapping import build_plan
-from .protocol import Gradio, UpstreamUnreachable, abort, iter_events, release, retry_after_from
+from . import wire
+from .mapping import Plan, build_plan
+from .protocol import Gradio, UpstreamUnreachable, retry_after_from
 from .run import Run
 from .session import make_session
 
@@ -31,12 +32,28 @@ BACKOFF_BASE = 0.25       # seconds; doubled per retry, times a jitter of 0.5-1
 BACKOFF_CAP = 2.0
 
 
+QUOTA_TEXT = re.compile(r"exceeded your (?:free )?(?:zero)?gpu quota|no gpu is currently available", re.I)
+
+
 def error_from_event(data: Any) -> GatewayError:
-    """Classify a Gradio `error` event by its fields, not by substrings of free text."""
+    """Classify a Gradio `error` event by its fields, not by substrings of free text.
+
+    The data is {"error", "title", …} on 5.x+, a plain string on some 4.x-5.x paths ("404:
+    Session not found."), None when the app hides its errors. A ZeroGPU quota error has a
+    title starting "ZeroGPU" where the version has titles; before that only its text tells.
+    """
+    if isinstance(data, str):
+        data = {"error": data}
     if not isinstance(data, dict):
-        return UpstreamError("The Gradio app failed without a message.")
+        data = {}
     message = data.get("error")
+    if message is not None and not isinstance(message, str):
+        message = json.dumps(message)[:2000]
+    if message and len(message) >= 2 and message[0] == message[-1] and message[0] in "'\"":
+        message = message[1:-1]       # 3.x-4.x send the exception's repr: 'The model is overloaded'
     title = str(data.get("title") or "")
+    if not title and message and QUOTA_TEXT.search(message):
+        title = "ZeroGPU quota exceeded"
     if title.lower().startswith("zerogpu"):
         text = str(message or title)
         return UpstreamQuota(f"{title}: {text}" if message else title,
@@ -174,31 +191,53 @@ class Upstream:
         counter = iter(range(1, 1000))
         plan = build_plan(app, model.api_name, model.flags, chat,
                           upload=lambda url: self._upload(gradio, url, next(counter)))
-        endpoint = plan.endpoint
-        session_hash = secrets.token_hex(8)    # a fresh session per request: no shared chat state
-        event_id = gradio.submit(endpoint.api_name, plan.data, session_hash)
-        run.accepted = True                    # from here on, a retry would run the prompt twice
-        ended = released = False               # a finished job needs no cancel; its connection is reused
-        if endpoint.fn_index is not None:
-            fn_index = endpoint.fn_index
-            run.on_close(lambda: None if ended else spawn(gradio.cancel, event_id, session_hash, fn_index))
-        resp = gradio.open_events(endpoint.api_name, event_id)
-        run.on_close(lambda: None if released else abort(resp))
-        differ = SnapshotDiffer(chat.stop)
-        events = iter_events(resp, f"call {endpoint.api_name}")
+        first = plan.endpoint
+        if first.follower is None:
+            self._answer(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)), plan, chat.stop)
+            return
+        # A two-step chat: the first step only puts the user's turn into the Chatbot; its
+        # follower, called with the first step's outputs, writes the answer.
+        outputs = self._silently(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)))
+        if outputs is not None:
+            self._answer(run, wire.start(gradio, app, first.follower, plan.follower_inputs(app, outputs)), plan,
+                         chat.stop)
+
+    @staticmethod
+    def _silently(run: Run, job: wire.Job) -> Any:
+        """Run a job whose outputs are not the answer; its final outputs (None if the client left)."""
+        run.accepted = True
+        run.on_close(job.close)
         try:
-            for event in events:
+            for event in job.events():
+                if run.closed:
+                    return None
+                if event.kind == "complete":
+                    return event.data
+                if event.kind == "error":
+                    raise error_from_event(event.data)
+                run.tick()
+            raise UpstreamError("The Gradio app closed the stream before the answer was complete.")
+        finally:
+            job.close()
+
+    def _answer(self, run: Run, job: wire.Job, plan: Plan, stop: Any) -> None:
+        """Stream the answer's job into the run: snapshots become deltas, stop sequences cut it."""
+        run.accepted = True                    # from here on, a retry would run the prompt twice
+        run.on_close(job.close)
+        generator = plan.answer.generator
+        differ = SnapshotDiffer(stop)
+        ended = False
+        try:
+            for event in job.events():
                 if run.closed:
                     return
-                if event.kind == "heartbeat":
-                    run.tick()
-                elif event.kind == "generating":
+                if event.kind == "generating":
                     run.emit(differ.feed(*plan.outputs(event.data)))
                     if differ.stopped:
                         break
                 elif event.kind == "complete":
                     delta = differ.feed(*plan.outputs(event.data), final=True)
-                    if endpoint.generator:
+                    if generator or run.emitted:
                         run.emit(delta)
                     else:
                         self._pseudo_stream(run, delta)
@@ -206,13 +245,15 @@ class Upstream:
                     break
                 elif event.kind == "error":
                     raise error_from_event(event.data)
+                else:                            # heartbeat, queue status: the job is alive
+                    run.tick()
             else:
                 raise UpstreamError("The Gradio app closed the stream before the answer was complete.")
         finally:
             if not ended:
-                abort(resp)
+                job.close()
         run.finish("stop")
-        released = ended and release(resp, events)   # after the answer; run.close() cuts a stall short
+        job.release()      # after the answer went out; run.close() cuts a stall short
 
     @staticmethod
     def _pseudo_stream(run: Run, delta: Delta) -> None:

@@ -1,0 +1,123 @@
+"""What every protocol family's job has in common, and the queue messages 3.x and 4.x share."""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from ...errors import UpstreamError, UpstreamUnavailable
+from ..protocol import Event
+
+
+class Job:
+    """One upstream job. Subclasses submit in __init__ and read in events()."""
+
+    what = "call"
+    ended = False          # the job completed: nothing to cancel
+    closed = False
+
+    def events(self) -> Iterator[Event]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the job now (the client left, or an error): idempotent, from any greenlet."""
+        self.closed = True
+
+    def release(self) -> None:
+        """After `complete`: keep the connection for the next job where the protocol allows."""
+        self.close()
+
+
+def apply_diff(value: Any, diff: Any) -> Any:
+    """Apply one output's diff of the sse_v2+ queues ([[action, path, value], …]) in place.
+
+    gradio_client.utils.apply_diff does the same but deep-copies the whole output for every
+    event, quadratic over a long stream (CONTRACT §11), and would make gradio_client a runtime
+    dependency for twenty lines; this edits in place and checks every step of a hostile diff.
+    """
+    if not isinstance(diff, list):
+        raise UpstreamError("The Gradio app sent a malformed output diff.")
+    for edit in diff:
+        if not (isinstance(edit, list) and len(edit) == 3 and isinstance(edit[1], list)):
+            raise UpstreamError("The Gradio app sent a malformed output diff.")
+        action, path, new = edit
+        try:
+            value = _edit(value, path, action, new)
+        except (LookupError, TypeError, ValueError):
+            raise UpstreamError("The Gradio app sent an output diff that does not fit its output.") from None
+    return value
+
+
+def _edit(target: Any, path: list[Any], action: str, new: Any) -> Any:
+    if not path:
+        if action == "replace":
+            return new
+        if action == "append":
+            return target + new
+        raise ValueError(action)
+    parent = target
+    for step in path[:-1]:
+        parent = parent[step]
+    last = path[-1]
+    if action == "replace":
+        parent[last] = new
+    elif action == "append":
+        parent[last] = parent[last] + new
+    elif action == "add":
+        if isinstance(parent, list):
+            parent.insert(int(last), new)
+        else:
+            parent[last] = new
+    elif action == "delete":
+        del parent[int(last) if isinstance(parent, list) else last]
+    else:
+        raise ValueError(action)
+    return target
+
+
+class QueueMessages:
+    """The messages of Gradio's queue (3.x websocket, 4.x SSE): `estimation`, `process_starts`,
+    `process_generating`, `process_completed`, `heartbeat`, … -> the seam's events."""
+
+    def __init__(self, diffs: bool) -> None:
+        self.diffs = diffs
+        self.outputs: Any = None
+
+    def read(self, msg: Any) -> Event | None:
+        """The event a message means; None for one that says nothing to the gateway."""
+        if not isinstance(msg, dict):
+            raise UpstreamError("The Gradio app sent a malformed queue message.")
+        kind = msg.get("msg")
+        output = msg.get("output") if isinstance(msg.get("output"), dict) else {}
+        if kind == "heartbeat":
+            return Event("heartbeat", None)
+        if kind == "estimation":
+            return Event("status", {"stage": "queue", "rank": msg.get("rank"),
+                                    "queue_size": msg.get("queue_size"), "eta": msg.get("rank_eta")})
+        if kind == "process_starts":
+            return Event("status", {"stage": "processing", "eta": msg.get("eta")})
+        if kind == "process_generating":
+            if msg.get("success") is False:
+                return Event("error", _error(output))
+            data = output.get("data")
+            if self.diffs and self.outputs is not None:
+                if not isinstance(data, list) or not isinstance(self.outputs, list) \
+                        or len(data) != len(self.outputs):
+                    raise UpstreamError("The Gradio app sent a malformed output diff.")
+                data = [apply_diff(old, diff) for old, diff in zip(self.outputs, data)]
+            self.outputs = data
+            return Event("generating", data)
+        if kind == "process_completed":
+            if msg.get("success") and "error" not in output:
+                return Event("complete", output.get("data"))
+            return Event("error", _error(output))
+        if kind == "queue_full":
+            raise UpstreamUnavailable("The Gradio app's queue is full.", retry_after=10)
+        if kind in ("unexpected_error", "server_stopped"):
+            return Event("error", {"error": msg.get("message") or "The Gradio server stopped."})
+        return None                    # log, progress, send_hash/send_data (the job's own), close_stream
+
+
+def _error(output: dict[str, Any]) -> Any:
+    error = output.get("error")
+    if error is None and not output.get("title"):
+        return None                    # the app hides its errors
+    return {"error": error, "title": output.get("title")}
