@@ -42,6 +42,7 @@ class Probe:
     model: Model
     plan: Plan | None = None
     version: str = ""
+    speaks: str = ""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -61,7 +62,7 @@ def probe_model(model: Model, credential: Credential) -> Probe:
         plan = build_plan(app, model.api_name, model.flags, SAMPLE, upload=_refuse_upload)
     except GatewayError as exc:
         return Probe(model, problems=[exc.message])
-    probe = Probe(model, plan, app.version)
+    probe = Probe(model, plan, app.version, app.speaks)
     if model.flags:
         probe.problems += flag_problems(plan, model.flags)
     return probe
@@ -100,7 +101,7 @@ def default_model_id(space: str) -> str:
 def models_entry(probe: Probe, model_id: str) -> str:
     """A ready models-file entry; the endpoint pinned so a redeploy cannot re-route it."""
     entry: dict[str, Any] = {"space": probe.model.space}
-    if probe.plan is not None:
+    if probe.plan is not None and probe.plan.endpoint.api_name:
         entry["api_name"] = probe.plan.endpoint.api_name
     if probe.model.flags:
         entry["flags"] = probe.model.flags
@@ -128,7 +129,8 @@ def _parameter_lines(plan: Plan) -> list[str]:
 
 def _param(plan: Plan, role: str) -> dict[str, Any] | None:
     name = plan.roles.get(role)
-    return next((p for p in plan.endpoint.parameters if p.get("parameter_name") == name), None)
+    return next((p for i, p in enumerate(plan.endpoint.parameters)
+                 if str(p.get("parameter_name") or p.get("label") or i) == name), None)
 
 
 def _history_line(plan: Plan) -> str:
@@ -150,8 +152,11 @@ def report(probe: Probe, model_id: str) -> str:
               or (not probe.model.flags and message is not None and takes_files(message)))
     how = f"flags {probe.model.flags}" if probe.model.flags else "detected"
     lines = [f"App:        {probe.model.space} (Gradio {probe.version or 'unknown'})",
-             f"Endpoint:   {plan.endpoint.api_name} ({'api_name' if probe.model.api_name else how})",
-             f"Streams:    {'yes' if plan.endpoint.generator else 'no (answers are pseudo-streamed)'}",
+             f"Protocol:   {probe.speaks}",
+             f"Endpoint:   {plan.endpoint.key} ({'api_name' if probe.model.api_name else how})",
+             *([f"Chain:      {plan.endpoint.key} then {plan.answer.key}, whose output is the answer "
+                "(a two-step chat)"] if plan.endpoint.follower else []),
+             f"Streams:    {'yes' if plan.answer.generator else 'no (answers are pseudo-streamed)'}",
              f"Images:     {'yes, uploaded as files' if images else 'no: image_url parts get 400'}",
              f"History:    {_history_line(plan)}",
              f"Parameters ({how}):", *_parameter_lines(plan)]
@@ -190,8 +195,10 @@ def check_command() -> None:
         probe = probe_model(model, credential)
         if probe.ok and probe.plan is not None:
             mapped = ", ".join(f"{role}={name}" for role, name in probe.plan.roles.items())
-            streams = "streams" if probe.plan.endpoint.generator else "does not stream"
-            click.echo(f"ok    {model.id}: {probe.plan.endpoint.api_name}, {streams} ({mapped})")
+            plan = probe.plan
+            streams = "streams" if plan.answer.generator else "does not stream"
+            chain = f" then {plan.answer.key}" if plan.endpoint.follower else ""
+            click.echo(f"ok    {model.id}: {plan.endpoint.key}{chain}, {streams}, {probe.speaks} ({mapped})")
         else:
             failed += 1
             click.echo(f"FAIL  {model.id}: {'; '.join(probe.problems)}")

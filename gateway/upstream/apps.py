@@ -21,6 +21,8 @@ from .protocol import Gradio
 STATE = "state"
 # Protocol families, chosen from /config (UPSTREAM-NOTES.md, "Gradio generations").
 WS, SSE_V0, SSE_QUEUE, CALL = "ws", "sse", "sse_queue", "call"
+PROTOCOL_TEXT = {WS: "websocket queue (/queue/join)", SSE_V0: "SSE queue (sse: /queue/join, then /queue/data)",
+                 SSE_QUEUE: "SSE queue (/queue/join + /queue/data)", CALL: "/call"}
 
 
 def version_tuple(version: str) -> tuple[int, int]:
@@ -102,6 +104,12 @@ class App:
 
     def endpoint(self, api_name: str) -> Endpoint | None:
         return self.endpoints.get("/" + api_name.lstrip("/"))
+
+    @property
+    def speaks(self) -> str:
+        """'Gradio 4.19.2, SSE queue (/queue/join + /queue/data)', for probes and logs."""
+        return f"Gradio {self.version or 'unknown'}, {PROTOCOL_TEXT.get(self.protocol, self.protocol)}" + \
+            (f" under {self.api_prefix}" if self.api_prefix else "")
 
     def inputs_for(self, endpoint: Endpoint, values: list[Any]) -> list[Any]:
         """What goes on the wire for the endpoint's visible values."""

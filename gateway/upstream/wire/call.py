@@ -25,16 +25,18 @@ class CallJob(Job):
         self.what = f"call {endpoint.api_name}"
         self.session_hash = secrets.token_hex(8) if app.session_in_call else None
         self.event_id = gradio.submit(endpoint.api_name, data, self.session_hash)
-        self.resp = None
-        try:
-            self.resp = gradio.open_events(endpoint.api_name, self.event_id)
-        except BaseException:
-            self.close()
-            raise
-        self._events = iter_events(self.resp, self.what)
+        self.resp: Any = None
+        self._events: Iterator[Event] = iter(())
         self._released = False
 
     def events(self) -> Iterator[Event]:
+        """The event stream, opened here: the job is the app's from the submit on, so a failure
+        to open it is no reason to submit the prompt again."""
+        self.resp = self.gradio.open_events(self.api_name, self.event_id)
+        if self.closed:              # closed while opening: close() found nothing to abort
+            abort(self.resp)
+            return
+        self._events = iter_events(self.resp, self.what)
         for event in self._events:
             if event.kind == "complete":
                 self.ended = True

@@ -39,16 +39,16 @@ class QueueJob(Job):
         self.event_id = answer.get("event_id") if isinstance(answer, dict) else None
         if not isinstance(self.event_id, str):
             raise UpstreamError(f"The Gradio app gave no event id ({self.what}).")
-        try:
-            self.resp = gradio.open_stream("/queue/data?" + urlencode({"session_hash": self.session_hash}),
-                                           self.what)
-        except BaseException:
-            self.close()
-            raise
 
     def events(self) -> Iterator[Event]:
-        assert self.resp is not None
-        for raw in iter_events(self.resp, self.what):
+        """The session's stream, opened here: the job is the app's from the join on."""
+        self.resp = self.gradio.open_stream("/queue/data?" + urlencode({"session_hash": self.session_hash}),
+                                            self.what)
+        if self.closed:
+            abort(self.resp)
+            return
+        self._raw = iter_events(self.resp, self.what)
+        for raw in self._raw:
             msg = raw.data
             if isinstance(msg, dict) and msg.get("event_id") not in (None, self.event_id):
                 continue
@@ -69,6 +69,22 @@ class QueueJob(Job):
         if not self.ended and self.event_id:
             spawn(_stop, self.gradio, self.event_id, self.session_hash, self.fn_index)
         abort(self.resp)
+
+    def release(self) -> None:
+        """The session's stream ends just after its last event completes: read that end, so the
+        connection goes back to the pool (as /call's does)."""
+        if self.ended and not self.closed and self.resp is not None and hasattr(self, "_raw"):
+            try:
+                for raw in self._raw:      # sse_v3 says close_stream before the end
+                    if not (isinstance(raw.data, dict) and raw.data.get("msg") in ("close_stream", "heartbeat")):
+                        break
+                else:
+                    self.resp.release_conn()
+                    self.closed = True
+                    return
+            except Exception:  # noqa: BLE001 - a connection we could not reuse is simply closed
+                pass
+        self.close()
 
 
 def _stop(gradio: Gradio, event_id: str, session_hash: str, fn_index: int | None) -> None:
