@@ -80,3 +80,11 @@ try:
     EMPTY = (queue.Empty, _gq.Empty)
 except ImportError:  # pragma: no cover
     EMPTY = (queue.Empty,)
+
+
+def cooperate() -> None:
+    """Let other greenlets run in the middle of a long piece of CPU work (a no-op without gevent)."""
+    if gevent_active():
+        import gevent
+
+        gevent.sleep(0)

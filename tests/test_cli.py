@@ -40,6 +40,7 @@ def test_probe_prints_an_entry_that_works_as_printed(make_mapping_app, mapping_a
 def test_probe_shows_endpoint_streaming_history_and_parameter_mapping(make_mapping_app, mapping_apps_urls):
     output = run(make_mapping_app(), "probe", mapping_apps_urls["chat"]).output
     assert "Endpoint:   /chat (detected)" in output
+    assert "Protocol:   Gradio 6.31.0, /call under /gradio_api" in output
     assert "Streams:    no (answers are pseudo-streamed)" in output
     assert "max_new_tokens (Slider, number 1..2048)" in output and "<- max_tokens" in output
     assert "system_message (Textbox, string)" in output and "<- system and developer messages" in output
@@ -73,7 +74,8 @@ def test_check_passes_when_every_model_maps_cleanly(mapping_apps_urls, tmp_path)
         "legacy": {"space": mapping_apps_urls["policy"], "flags": "52", "api_name": "/generate"}}}))
     result = run(gateway(path), "check")
     assert result.exit_code == 0, result.output
-    assert "ok    legacy: /generate, does not stream (message=prompt, system=policy, max_tokens=max_new_tokens)" \
+    assert "ok    legacy: /generate, does not stream, Gradio 6.31.0, /call under /gradio_api " \
+        "(message=prompt, system=policy, max_tokens=max_new_tokens)" \
         in result.output
     assert "2 of 2 models map cleanly." in result.output
 
@@ -88,7 +90,7 @@ def test_check_fails_and_names_each_model_that_does_not_map(mapping_apps_urls, t
         "gone": {"space": f"http://127.0.0.1:{free_port()}/"}}}))
     result = run(gateway(path), "check")
     assert result.exit_code == 1
-    assert "ok    good: /respond, streams (message=message)" in result.output
+    assert "ok    good: /respond, streams, Gradio 6.31.0, /call under /gradio_api (message=message)" in result.output
     assert "FAIL  wrong-flags: flags 00 name parameters /search lacks: message, system_message" in result.output
     assert "FAIL  wrong-endpoint: The Gradio app has no endpoint /chat" in result.output
     assert "FAIL  text-as-dict: flags 30 send {text, files} but message is a Textbox" in result.output

@@ -129,12 +129,17 @@ def load_app(base_url: str, gradio: Gradio) -> App:
     info = gradio.get_json("/info", "info")
     if not isinstance(info, dict) or not isinstance(info.get("named_endpoints"), dict):
         raise UpstreamError("The Gradio app's API description has no named endpoints.")
-    version = str(config.get("version", "") or "")
-    vt = version_tuple(version)
-    protocol = family(config, vt)
-    endpoints = _endpoints(config, info, vt, protocol)
-    signature = hashlib.sha256(json.dumps([info.get("named_endpoints"), info.get("unnamed_endpoints")],
-                                          sort_keys=True, default=str).encode()).hexdigest()
+    try:
+        version = str(config.get("version", "") or "")
+        vt = version_tuple(version)
+        protocol = family(config, vt)
+        endpoints = _endpoints(config, info, vt, protocol)
+        signature = hashlib.sha256(json.dumps([info.get("named_endpoints"), info.get("unnamed_endpoints")],
+                                              sort_keys=True, default=str).encode()).hexdigest()
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError):
+        # Shapes no Gradio sends (`dependencies: 5`, a list where an object belongs, …): a bad app
+        # answer, 502, and nothing cached.
+        raise UpstreamError("The Gradio app's API description is malformed.") from None
     modern = vt >= (6, 18) or vt == (0, 0)
     return App(base_url=gradio.base_url, api_prefix=gradio.api_prefix, version=version,
                endpoints=endpoints, signature=signature, protocol=protocol,
@@ -172,11 +177,10 @@ def _ids(value: Any) -> tuple[int, ...]:
 
 def _endpoints(config: dict[str, Any], info: dict[str, Any], version: tuple[int, int],
                protocol: str) -> dict[str, Endpoint]:
-    deps = [d if isinstance(d, dict) else {} for d in config.get("dependencies") or []]
-    if not isinstance(config.get("dependencies"), list):
-        deps = []
+    raw_deps = config.get("dependencies")
+    deps = [d if isinstance(d, dict) else {} for d in raw_deps] if isinstance(raw_deps, list) else []
     comps = _components(config)
-    named = info.get("named_endpoints") or {}
+    named = {k: v for k, v in (info.get("named_endpoints") or {}).items() if isinstance(k, str)}
     unnamed = info.get("unnamed_endpoints") if isinstance(info.get("unnamed_endpoints"), dict) else {}
     queue_on = config.get("enable_queue", True) is not False
     by_index: dict[int, dict[str, Any]] = {}           # fn_index -> the fields of its Endpoint
@@ -258,7 +262,8 @@ def _fields(dep: dict[str, Any], fn_index: int | None, api_name: str | None, spe
     input_kinds = tuple(_kind(comps.get(i)) for i in input_ids)
     output_kinds = tuple(_kind(comps.get(i)) for i in output_ids)
     types = dep.get("types") if isinstance(dep.get("types"), dict) else {}
-    info_params = [p for p in (spec or {}).get("parameters") or [] if isinstance(p, dict)]
+    raw_params = (spec or {}).get("parameters")
+    info_params = [p for p in raw_params if isinstance(p, dict)] if isinstance(raw_params, list) else []
     visible = [i for i, k in zip(input_ids, input_kinds) if k != STATE]
     if spec is None:                          # a follower step /info does not list: /config alone
         params = [_from_component({}, comps.get(i), version) for i in visible]
@@ -273,7 +278,8 @@ def _fields(dep: dict[str, Any], fn_index: int | None, api_name: str | None, spe
     return {
         "spec": spec if spec or api_name else None, "api_name": api_name, "fn_index": fn_index,
         "generator": bool(types.get("generator")), "parameters": tuple(params),
-        "returns": tuple(r for r in spec.get("returns") or [] if isinstance(r, dict))
+        "returns": tuple(r for r in (spec.get("returns") if isinstance(spec.get("returns"), list) else [])
+                         if isinstance(r, dict))
         or tuple({"component": k} for k in output_kinds if k != STATE),
         "public": bool(api_name) and visibility == "public" and show_api,
         "input_kinds": input_kinds, "input_ids": input_ids,

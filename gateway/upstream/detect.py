@@ -204,12 +204,16 @@ def _range(param: Param) -> tuple[float, float] | None:
     if isinstance(kind.get("minimum"), (int, float)) and isinstance(kind.get("maximum"), (int, float)):
         return float(kind["minimum"]), float(kind["maximum"])
     match = RANGE.search(str(kind.get("description", "")))
-    return (float(match.group(1)), float(match.group(2))) if match else None
+    try:
+        return (float(match.group(1)), float(match.group(2))) if match else None
+    except ValueError:             # "between . and 2": no range worth clamping to
+        return None
 
 
 def _wants_int(param: Param, value: float) -> bool:
     default = param.get("parameter_default")
-    python = str((param.get("python_type") or {}).get("type", ""))
+    python_type = param.get("python_type")
+    python = str(python_type.get("type", "")) if isinstance(python_type, dict) else ""
     int_default = isinstance(default, int) and not isinstance(default, bool)
     return schema_type(param) == "integer" or python == "int" or (int_default and float(value).is_integer())
 

@@ -33,7 +33,10 @@ class Plan:
     def outputs(self, data: Any) -> tuple[str, str]:
         """(content, reasoning) of a generating/complete event's outputs."""
         answer = self.answer
-        return read_outputs(answer.visible_outputs(data), answer.returns, self.file_base)
+        try:
+            return read_outputs(answer.visible_outputs(data), answer.returns, self.file_base)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError):
+            raise UpstreamError("The Gradio app sent outputs the gateway cannot read.") from None
 
     def follower_inputs(self, app: App, first_outputs: Any) -> list[Any]:
         """The follower's inputs, as the browser would send them: each component's value from the
@@ -135,6 +138,14 @@ def _settings(chat: ChatRequest) -> dict[str, Any]:
 def build_plan(app: App, api_name: str | None, flags: str | None, chat: ChatRequest,
                upload: Upload) -> Plan:
     """Map a chat request onto the app's endpoint. upload(url) returns a FileData dict."""
+    try:
+        return _plan(app, api_name, flags, chat, upload)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError):
+        # The app's API description had a shape no Gradio sends: a bad app answer, not our bug.
+        raise UpstreamError("The Gradio app's API description is malformed.") from None
+
+
+def _plan(app: App, api_name: str | None, flags: str | None, chat: ChatRequest, upload: Upload) -> Plan:
     endpoint = choose_endpoint(app, api_name)
     params = endpoint.parameters
     roles = plan_roles(endpoint, flags)

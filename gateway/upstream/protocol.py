@@ -16,11 +16,14 @@ import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
+from urllib.parse import urlsplit
+
+from .bounded import READ_SIZE, Decoded, read_limited
 
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
-MAX_EVENT_BYTES = 64 * 1024 * 1024
+MAX_EVENT_BYTES = 32 * 1024 * 1024     # MAX_UPSTREAM_BYTES' default, for streams opened without a Gradio
 RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.I)
 RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
 
@@ -73,7 +76,7 @@ def mapped_errors(what: str) -> Iterator[None]:
         if isinstance(exc, ValueError):   # requests' JSONDecodeError is both kinds: it is bad JSON
             raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
         raise UpstreamError(f"The connection to the Gradio app failed ({what}).") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
 
 
@@ -92,12 +95,12 @@ def retry_after_from(text: str | None, header: str | None = None) -> int | None:
     return None
 
 
-def check_status(resp: requests.Response, what: str) -> None:
+def check_status(resp: requests.Response, what: str, detail: str | None = None) -> None:
     """Raise the error the contract names for a non-2xx answer of an app."""
     status = resp.status_code
     if status < 400:
         return
-    detail = _detail(resp)
+    detail = _detail(resp) if detail is None else detail
     if status in (401, 403):
         raise UpstreamUnauthorized(f"The Gradio app refused the credentials ({what}: HTTP {status}).")
     if status == 429:
@@ -124,8 +127,13 @@ def check_status(resp: requests.Response, what: str) -> None:
 def _detail(resp: requests.Response) -> str:
     try:
         body = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
+    return detail_of(body)
+
+
+def detail_of(body: Any) -> str:
+    """The message of an error body: {"error": …} or FastAPI's {"detail": …}."""
     if isinstance(body, dict):
         value = body.get("error") or body.get("detail") or ""
         return value if isinstance(value, str) else ""
@@ -136,7 +144,8 @@ class Gradio:
     """One Gradio app at base_url, spoken to over a shared requests.Session."""
 
     def __init__(self, session: requests.Session, base_url: str, headers: dict[str, str],
-                 *, connect_timeout: float, read_timeout: float, api_prefix: str = "/gradio_api") -> None:
+                 *, connect_timeout: float, read_timeout: float, api_prefix: str = "/gradio_api",
+                 max_bytes: int = 32 * 1024 * 1024) -> None:
         self.session = session
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.headers = headers
@@ -144,6 +153,7 @@ class Gradio:
         self._sent_headers.update(headers)
         self.timeout = (connect_timeout, read_timeout)
         self.api_prefix = "/" + api_prefix.strip("/") if api_prefix.strip("/") else ""
+        self.max_bytes = max_bytes          # MAX_UPSTREAM_BYTES: one document, one event, one answer
 
     def url(self, path: str) -> str:
         return self.base_url + (self.api_prefix + path).lstrip("/")
@@ -151,9 +161,27 @@ class Gradio:
     def get_json(self, path: str, what: str, *, prefixed: bool = True) -> Any:
         url = self.url(path) if prefixed else self.base_url + path.lstrip("/")
         with mapped_errors(what):
-            resp = self.session.get(url, headers=self.headers, timeout=self.timeout)
-            check_status(resp, what)
-            return resp.json()
+            resp = self._send("GET", url, stream=True)
+            self._check(resp, what)
+            return json.loads(self._read(resp, what))
+
+    def _read(self, resp: requests.Response, what: str, limit: int | None = None) -> bytes:
+        """The whole body, at most MAX_UPSTREAM_BYTES once decoded; the connection goes back after."""
+        try:
+            return read_limited(resp.raw.stream(READ_SIZE, decode_content=False),
+                                resp.headers.get("Content-Encoding"), limit or self.max_bytes, what)
+        finally:
+            resp.close()
+
+    def _check(self, resp: requests.Response, what: str) -> None:
+        """check_status, with the error body read within bounds (64 KiB is plenty for a message)."""
+        if resp.status_code < 400:
+            return
+        try:
+            detail = detail_of(json.loads(self._read(resp, what, 64 * 1024)))
+        except (GatewayError, ValueError, RecursionError, UnicodeDecodeError):
+            detail = ""
+        check_status(resp, what, detail)
 
     def submit(self, api_name: str, data: list[Any], session_hash: str | None) -> str:
         """POST /call/<api>: the job's event id. Without a session_hash Gradio files the job under
@@ -178,21 +206,25 @@ class Gradio:
         answer too."""
         with mapped_errors(what):
             payload = json.dumps(body, allow_nan=False).encode()
-            resp = self._send("POST", self.url(path), payload)
+            resp = self._send("POST", self.url(path), payload, stream=True)
             if app_errors and resp.status_code == 500:
-                answer = resp.json()
+                answer = json.loads(self._read(resp, what))
                 if isinstance(answer, dict) and "error" in answer:
                     return answer
-            check_status(resp, what)
-            return resp.json()
+                check_status(resp, what, detail_of(answer))
+            self._check(resp, what)
+            return json.loads(self._read(resp, what))
 
     def open_stream(self, path: str, what: str) -> urllib3.BaseHTTPResponse:
         """A GET whose body is an event stream, as urllib3's response: what reads it needs nothing
         more, and an open stream then keeps no request, cookie jar or second copy of the headers."""
         with mapped_errors(what):
             resp = self._send("GET", self.url(path), stream=True)
-            check_status(resp, what)
-        return resp.raw
+            self._check(resp, what)
+        raw = resp.raw
+        raw.gateway_encoding = resp.headers.get("Content-Encoding")   # inflated by iter_events, within bounds
+        raw.gateway_limit = self.max_bytes
+        return raw
 
     def _send(self, method: str, url: str, body: bytes | None = None, *, stream: bool = False) -> requests.Response:
         """One of the two calls every completion makes, through the session's own adapter.
@@ -205,7 +237,8 @@ class Gradio:
         it and drops credentials on the way to another host.
         """
         if not url.isascii():          # an IDNA host or path: let requests prepare it
-            return self._through_session(method, url, body, stream)
+            resp = self._through_session(method, url, body, stream)
+            return self._redirected(resp, method, url, body, stream) if resp.is_redirect else resp
         prepared = requests.PreparedRequest()
         prepared.method = method
         prepared.url = requote_uri(url)
@@ -219,14 +252,33 @@ class Gradio:
                                                       verify=session.verify, cert=session.cert,
                                                       proxies=session.proxies)
         if resp.is_redirect:
-            resp.close()
-            return self._through_session(method, url, body, stream)
+            return self._redirected(resp, method, url, body, stream)
         return resp
+
+    def _redirected(self, resp: requests.Response, method: str, url: str, body: bytes | None,
+                    stream: bool) -> requests.Response:
+        """Follow a redirect on the app's own host only (CONTRACT §11): a 307 to elsewhere must
+        not carry the prompt or the credential there, nor its answer come back as the app's."""
+        target = requests.compat.urljoin(url, resp.headers.get("Location", ""))
+        resp.close()
+        here, there = urlsplit(url), urlsplit(target)
+        same_host = there.hostname == here.hostname and there.port == here.port and \
+            there.scheme in (here.scheme, "https")
+        if not same_host or getattr(self, "_hops", 0) >= 3:
+            raise UpstreamError("The Gradio app redirected to another host; the gateway does not follow "
+                                "an app's redirect off its own host.")
+        self._hops = getattr(self, "_hops", 0) + 1
+        try:
+            if resp.status_code == 303 or resp.status_code in (301, 302) and method == "POST":
+                method, body = "GET", None
+            return self._send(method, target, body, stream=stream)
+        finally:
+            self._hops -= 1
 
     def _through_session(self, method: str, url: str, body: bytes | None, stream: bool) -> requests.Response:
         headers = dict(self.headers, **({"Content-Type": "application/json"} if body is not None else {}))
         return self.session.request(method, url, data=body, headers=headers, timeout=self.timeout,
-                                    stream=stream)
+                                    stream=stream, allow_redirects=False)
 
     def cancel(self, event_id: str, session_hash: str | None, fn_index: int | None, path: str = "/cancel") -> None:
         """Best effort: the job may have ended already. `/cancel` on /call apps, `/reset` on the
@@ -240,32 +292,37 @@ class Gradio:
         what = "upload"
         with mapped_errors(what):
             resp = self.session.post(self.url("/upload"), headers=self.headers, timeout=self.timeout,
-                                     files={"files": (name, content, mime)})
-            check_status(resp, what)
-            paths = resp.json()
+                                     files={"files": (name, content, mime)}, stream=True, allow_redirects=False)
+            if resp.is_redirect:
+                resp.close()
+                raise UpstreamError("The Gradio app redirected the upload; the gateway does not follow it.")
+            self._check(resp, what)
+            paths = json.loads(self._read(resp, what, 1024 * 1024))
         if not isinstance(paths, list) or not paths or not isinstance(paths[0], str):
             raise UpstreamError("The Gradio app did not accept the uploaded file.")
         return paths[0]
 
 
 def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The bytes of a streaming body as they arrive, chunked or not.
+    """The bytes of a streaming body as they arrive, chunked or not, inflated within bounds.
 
     A chunked body (what Gradio sends) comes chunk by chunk from read_chunked; an unchunked
     one (an event stream passed on by an HTTP/1.0 proxy) is read with read1: whatever one
-    read gets.
+    read gets. urllib3 is not asked to decode: bounded.Decoded inflates piece by piece.
     """
+    decoded = Decoded(getattr(raw, "gateway_encoding", None), "event stream")
     if getattr(raw, "chunked", True):
-        yield from raw.read_chunked(None, decode_content=True)
+        for chunk in raw.read_chunked(None, decode_content=False):
+            yield from decoded.feed(chunk)
         return
     while True:
-        chunk = raw.read1(64 * 1024)
+        chunk = raw.read1(READ_SIZE)
         if not chunk:
             return
-        yield chunk
+        yield from decoded.feed(chunk)
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _lines(chunks: Iterator[bytes], limit: int = MAX_EVENT_BYTES) -> Iterator[bytes]:
     """Split arriving bytes into lines; each byte is scanned once, however small the reads."""
     buffer = bytearray()
     for chunk in chunks:
@@ -276,25 +333,29 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
             yield bytes(buffer[start:end])
             start = scan_from = end + 1
         del buffer[:start]
-        if len(buffer) > MAX_EVENT_BYTES:
-            raise UpstreamError("The Gradio app sent an oversized event.")
+        if len(buffer) > limit:
+            raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
 
 
 def iter_events(resp: urllib3.BaseHTTPResponse, what: str) -> Iterator[Event]:
-    """Parse a Gradio job's text/event-stream into Events."""
-    kind, data_lines = "message", []
+    """Parse a Gradio job's text/event-stream into Events, none over MAX_UPSTREAM_BYTES."""
+    limit = getattr(resp, "gateway_limit", MAX_EVENT_BYTES)
+    kind, data_lines, size = "message", [], 0
     with mapped_errors(what):
-        for line in _lines(_arrived(resp)):
+        for line in _lines(_arrived(resp), limit):
             text = line.rstrip(b"\r").decode("utf-8")
             if text == "":
                 if data_lines or kind == "heartbeat":
                     raw = "\n".join(data_lines)
                     yield Event(kind, json.loads(raw) if raw and raw != "null" else None)
-                kind, data_lines = "message", []
+                kind, data_lines, size = "message", [], 0
             elif text.startswith("event:"):
                 kind = text[6:].strip()
             elif text.startswith("data:"):
                 data_lines.append(text[5:].lstrip(" "))
+                size += len(text)
+                if size > limit:
+                    raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
 
 
 def release(resp: urllib3.BaseHTTPResponse, events: Iterator[Event]) -> bool:
@@ -312,6 +373,17 @@ def release(resp: urllib3.BaseHTTPResponse, events: Iterator[Event]) -> bool:
     return False
 
 
+def _socket_of(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
+    """The response's socket: its pooled connection's, or, for a `Connection: close` answer
+    (which urllib3 detaches from the connection), the one under http.client's file."""
+    connection = getattr(resp, "connection", None)
+    if connection is not None and getattr(connection, "sock", None) is not None:
+        return connection.sock
+    fp = getattr(getattr(resp, "_fp", None), "fp", None)
+    raw = getattr(fp, "raw", None)
+    return getattr(raw, "_sock", None)
+
+
 def abort(resp: urllib3.BaseHTTPResponse | None) -> None:
     """Close a streaming response now, from any greenlet or thread.
 
@@ -321,7 +393,7 @@ def abort(resp: urllib3.BaseHTTPResponse | None) -> None:
     if resp is None:
         return
     with contextlib.suppress(Exception):
-        sock = resp.connection.sock  # type: ignore[attr-defined]
+        sock = _socket_of(resp)
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(Exception):

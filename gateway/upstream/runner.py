@@ -156,7 +156,8 @@ class Upstream:
     def _gradio(self, base_url: str, credential: Credential, api_prefix: str = "/gradio_api") -> Gradio:
         connect, read = self.timeouts
         return Gradio(self.session, base_url, credential.app_headers(),
-                      connect_timeout=connect, read_timeout=read, api_prefix=api_prefix)
+                      connect_timeout=connect, read_timeout=read, api_prefix=api_prefix,
+                      max_bytes=getattr(self.settings, "max_upstream_bytes", 32 * 1024 * 1024))
 
     def app_for(self, model: Model, credential: Credential, deadline: float | None = None) -> App:
         """The app's metadata, from the cache or built once."""

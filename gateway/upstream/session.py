@@ -129,6 +129,8 @@ def make_session(settings: Settings) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "gradio-chat-gateway"
+    # What bounded.py can inflate within MAX_UPSTREAM_BYTES; requests would also invite br and zstd.
+    session.headers["Accept-Encoding"] = "gzip, deflate"
     # One session serves every user: a cookie one app set for one request must not ride along on another's.
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     return session

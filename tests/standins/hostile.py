@@ -1,0 +1,150 @@
+"""A hostile "Gradio app": every answer is raw bytes a test chose, compressed, oversized or malformed.
+
+It speaks just enough of Gradio 6's protocol for the gateway to get to the part under attack:
+`/config`, `/gradio_api/info`, `POST /gradio_api/call/<api>` and `GET …/<event_id>`. Each of the
+four answers can be replaced by a test: `server.answers["info"] = raw_response(...)`. It records
+how many requests reached it and whether the connection of an event stream was closed.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import socketserver
+import threading
+import time
+import zlib
+from typing import Any, Callable, Iterable
+
+Answer = Callable[["Request"], Iterable[bytes]]
+
+
+class Request:
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        self.method, self.path, self.headers, self.body = method, path, headers, body
+
+
+def response(status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
+             chunks: Iterable[bytes] | None = None) -> Answer:
+    """An answer: a status, headers and a body (or chunks sent with chunked framing)."""
+    def send(_: Request) -> Iterable[bytes]:
+        head = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if chunks is None:
+            head.append(f"Content-Length: {len(body)}")
+            yield ("\r\n".join(head) + "\r\n\r\n").encode() + body
+            return
+        head.append("Transfer-Encoding: chunked")
+        yield ("\r\n".join(head) + "\r\n\r\n").encode()
+        for chunk in chunks:
+            yield f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        yield b"0\r\n\r\n"
+    return send
+
+
+def json_answer(value: Any, status: int = 200) -> Answer:
+    return response(status, json.dumps(value).encode(), {"Content-Type": "application/json"})
+
+
+def gzip_bomb(size: int, layers: int = 2) -> bytes:
+    """`size` zero bytes, gzipped `layers` times (two layers: a few KiB for hundreds of MiB)."""
+    data = _gzip_stream(size)
+    for _ in range(layers - 1):
+        data = gzip.compress(data, 9)
+    return data
+
+
+def _gzip_stream(size: int) -> bytes:
+    obj = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block, parts = b"\0" * (1 << 20), []
+    for _ in range(size >> 20):
+        parts.append(obj.compress(block))
+    parts.append(obj.flush())
+    return b"".join(parts)
+
+
+CONFIG = {"version": "6.31.0", "protocol": "sse_v3", "api_prefix": "/gradio_api",
+          "components": [{"id": 1, "type": "textbox", "props": {"label": "Message"}},
+                         {"id": 2, "type": "textbox", "props": {"label": "Answer"}}],
+          "dependencies": [{"id": 0, "api_name": "chat", "inputs": [1], "outputs": [2],
+                            "types": {"generator": False}}]}
+INFO = {"named_endpoints": {"/chat": {"parameters": [
+    {"parameter_name": "message", "label": "Message", "type": {"type": "string"}, "component": "Textbox",
+     "parameter_has_default": False}], "returns": [{"label": "Answer", "type": {"type": "string"},
+                                                   "component": "Textbox"}]}}, "unnamed_endpoints": {}}
+
+
+def events(*frames: tuple[str, Any]) -> Answer:
+    body = b"".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode() for kind, data in frames)
+    return response(200, headers={"Content-Type": "text/event-stream"}, chunks=[body])
+
+
+class HostileGradio:
+    """The server; `answers` maps "config", "info", "call", "events" to what each gets."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Answer] = {}
+        self.reset()
+        server = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                server._handle(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            request_queue_size = 128
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def reset(self) -> None:
+        self.answers = {"config": json_answer(CONFIG), "info": json_answer(INFO),
+                        "call": json_answer({"event_id": "e1"}),
+                        "events": events(("complete", ["an answer"]))}
+        self.seen: list[Request] = []
+        self.stream_closed_at: float | None = None
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _route(self, req: Request) -> str:
+        if req.path.split("?")[0].endswith("/config"):
+            return "config"
+        if req.path.endswith("/info"):
+            return "info"
+        if req.method == "POST" and "/call/" in req.path:
+            return "call"
+        if "/call/" in req.path:
+            return "events"
+        return "other"
+
+    def _handle(self, sock: socket.socket) -> None:
+        """Requests of one keep-alive connection; when it closes after an event stream, say when."""
+        sock.settimeout(60)
+        reader = sock.makefile("rb")
+        route = ""
+        try:
+            while True:
+                line = reader.readline()
+                if not line:
+                    break
+                method, path, _ = line.decode("latin-1").split(" ", 2)
+                headers = {}
+                while (h := reader.readline().decode("latin-1").strip()):
+                    k, _, v = h.partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                body = reader.read(int(headers.get("content-length", 0) or 0))
+                req = Request(method, path, headers, body)
+                self.seen.append(req)
+                route = self._route(req)
+                answer = self.answers.get(route) or response(404, b'{"detail":"Not Found"}')
+                for piece in answer(req):
+                    sock.sendall(piece)
+        except OSError:
+            pass
+        if route == "events":
+            self.stream_closed_at = time.monotonic()

@@ -1,0 +1,280 @@
+"""Hostile apps (issue 12, findings 4, 12, 13 and 16): what an app sends costs bounded memory and
+time, is a 502 when malformed, never a 500; redirects off the app's host are not followed.
+
+Each attack runs through a live gunicorn worker while a probe measures /healthz: it must keep
+answering within a second, and the worker's RSS must stay within bounds.
+"""
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tests.fixtures_faults import ProbedGunicorn
+from tests.standins.hostile import CONFIG, INFO, HostileGradio, events, gzip_bomb, json_answer, response
+
+MIB = 1024 * 1024
+MODELS = 120
+RSS_BOUND_KIB = 300 * 1024          # what one attack may add to the worker, far over MAX_UPSTREAM_BYTES' 32 MiB
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileGradio]:
+    server = HostileGradio()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(hostile: HostileGradio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbedGunicorn]:
+    tmp = tmp_path_factory.mktemp("hostile")
+    models = tmp / "models.yaml"
+    # One model per attack: each its own path, so no attack meets another's cached metadata.
+    models.write_text("models:\n" + "".join(f"  m{i}:\n    space: {hostile.url}m{i}/\n" for i in range(MODELS)))
+    server = ProbedGunicorn(models, tmp, UPSTREAM_IDLE_TIMEOUT="5", UPSTREAM_TOTAL_TIMEOUT="20",
+                            MAX_UPSTREAM_BYTES=str(4 * MIB))
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+_ids = itertools.count()
+
+
+@pytest.fixture
+def model(hostile: HostileGradio) -> str:
+    hostile.reset()
+    return f"m{next(_ids)}"
+
+
+class HealthProbe:
+    """/healthz every 50 ms in a thread; the slowest answer seen."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.worst, self.failures = url, 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                requests.get(self.url + "/healthz", timeout=5).raise_for_status()
+            except requests.RequestException:
+                self.failures += 1
+            self.worst = max(self.worst, time.monotonic() - started)
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> "HealthProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def attack(gateway: ProbedGunicorn, model: str, stream: bool = False, timeout: float = 60) -> requests.Response:
+    """One chat request under a /healthz probe; checks the worker stayed responsive and bounded."""
+    before = gateway.probe()["rss_kib"]
+    with HealthProbe(gateway.url) as probe:
+        resp = requests.post(gateway.url + "/v1/chat/completions", timeout=timeout,
+                             json={"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    after = gateway.probe()["rss_kib"]
+    assert probe.failures == 0 and probe.worst < 1.0, f"/healthz took {probe.worst:.2f}s during the attack"
+    assert after - before < RSS_BOUND_KIB, f"the worker grew by {(after - before) // 1024} MiB"
+    assert resp.status_code != 500, resp.text
+    return resp
+
+
+def assert_502(resp: requests.Response) -> dict[str, Any]:
+    assert resp.status_code == 502, resp.text
+    body = resp.json()
+    assert body["error"]["type"] == "upstream_error"
+    return body
+
+
+# ------------------------------------------------------------ finding 4: bounded reading and inflating
+
+def test_a_gzip_gzip_bomb_of_an_info_is_a_502_in_bounded_memory(gateway, hostile, model):
+    bomb = gzip_bomb(512 * MIB)                          # a few KiB on the wire
+    assert len(bomb) < 64 * 1024
+    hostile.answers["info"] = response(200, bomb, {"Content-Type": "application/json",
+                                                   "Content-Encoding": "gzip, gzip"})
+    assert "oversized" in assert_502(attack(gateway, model))["error"]["message"]
+
+
+def test_a_gzipped_config_within_bounds_is_read(gateway, hostile, model):
+    hostile.answers["config"] = response(200, gzip.compress(json.dumps(CONFIG).encode()),
+                                         {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    resp = attack(gateway, model)
+    assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "an answer"
+
+
+def test_an_oversized_config_is_not_read_whole(gateway, hostile, model):
+    padding = {"padding": "x" * (40 * MIB)}
+    hostile.answers["config"] = json_answer({**CONFIG, **padding})
+    assert attack(gateway, model).status_code in (502, 504)     # cut at the bound, or by the idle timeout
+
+
+def test_a_gzip_bomb_in_an_error_body_is_a_502(gateway, hostile, model):
+    hostile.answers["call"] = response(500, gzip_bomb(256 * MIB), {"Content-Encoding": "gzip, gzip"})
+    assert attack(gateway, model).status_code == 502
+
+
+def test_one_oversized_event_is_a_502_in_bounded_memory(gateway, hostile, model):
+    hostile.answers["events"] = events(("complete", ["x" * (40 * MIB)]))
+    assert attack(gateway, model).status_code in (502, 504)
+
+
+def test_a_gzip_bomb_in_an_event_stream_is_a_502(gateway, hostile, model):
+    bomb = gzip_bomb(256 * MIB)
+    hostile.answers["events"] = response(200, headers={"Content-Type": "text/event-stream",
+                                                        "Content-Encoding": "gzip, gzip"}, chunks=[bomb])
+    assert attack(gateway, model).status_code in (502, 504)
+
+
+def test_a_gzipped_event_stream_within_bounds_is_read(gateway, hostile, model):
+    body = gzip.compress(b'event: complete\ndata: ["zipped"]\n\n')
+    hostile.answers["events"] = response(200, headers={"Content-Type": "text/event-stream",
+                                                        "Content-Encoding": "gzip"}, chunks=[body])
+    assert attack(gateway, model).json()["choices"][0]["message"]["content"] == "zipped"
+
+
+# ------------------------------------------------------------ finding 13: malformed answers are 502s
+
+MALFORMED_CONFIGS = {
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "dependencies a number": json.dumps({**CONFIG, "dependencies": 5}).encode(),
+    "components a string": json.dumps({**CONFIG, "components": "x"}).encode(),
+    "not an object": b"[1, 2]",
+    "not json": b"<html>hello</html>",
+}
+
+
+@pytest.mark.parametrize("body", list(MALFORMED_CONFIGS.values()), ids=list(MALFORMED_CONFIGS))
+def test_malformed_configs_are_502s(gateway, hostile, model, body):
+    hostile.answers["config"] = response(200, body, {"Content-Type": "application/json"})
+    resp = attack(gateway, model)
+    assert resp.status_code in (200, 502), resp.text
+
+
+def _info_with(**param: Any) -> dict[str, Any]:
+    base = INFO["named_endpoints"]["/chat"]["parameters"][0]
+    slider = {"parameter_name": "max_new_tokens", "label": "Max", "component": "Slider",
+              "parameter_has_default": True, "parameter_default": 5, **param}
+    return {"named_endpoints": {"/chat": {"parameters": [base, slider], "returns": []}}}
+
+
+@pytest.mark.parametrize("param", [
+    {"type": {"type": "number", "description": "numeric value between . and 2"}},
+    {"type": {"type": "number"}, "python_type": "int"},
+    {"type": "number"},
+    {"type": {"type": "number", "minimum": "a", "maximum": []}},
+], ids=["range of dots", "python_type a string", "type a string", "bounds not numbers"])
+def test_odd_parameter_descriptions_never_500(gateway, hostile, model, param):
+    config = {**CONFIG, "components": CONFIG["components"] + [{"id": 3, "type": "slider", "props": {}}],
+              "dependencies": [{**CONFIG["dependencies"][0], "inputs": [1, 3]}]}
+    hostile.answers["config"] = json_answer(config)
+    hostile.answers["info"] = json_answer(_info_with(**param))
+    for _ in range(2):                                   # and not a cached failure either
+        resp = attack(gateway, model)
+        assert resp.status_code in (200, 502), resp.text
+
+
+@pytest.mark.parametrize("outputs", [
+    [{"text": "a", "files": 5}], [{"role": "assistant", "content": {"x": 1}}], [[[1, 2, 3]]], 7, "[",
+])
+def test_odd_outputs_never_500(gateway, hostile, model, outputs):
+    hostile.answers["events"] = events(("complete", outputs))
+    assert attack(gateway, model).status_code in (200, 502)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                           max_leaves=20)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(config_patch=st.dictionaries(st.sampled_from(["version", "protocol", "api_prefix", "components",
+                                                     "dependencies", "enable_queue"]), json_values, max_size=3),
+       info=json_values | st.fixed_dictionaries({"named_endpoints": st.dictionaries(st.just("/chat"), json_values)}),
+       outputs=json_values)
+def test_fuzzed_configs_infos_and_outputs_are_a_success_or_a_502(gateway, hostile, config_patch, info, outputs):
+    hostile.reset()
+    hostile.answers["config"] = json_answer({**CONFIG, **config_patch})
+    hostile.answers["info"] = json_answer(info)
+    hostile.answers["events"] = events(("generating", outputs), ("complete", outputs))
+    resp = requests.post(gateway.url + "/v1/chat/completions", timeout=60,
+                         json={"model": f"m{next(_ids) % MODELS}", "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code in (200, 502, 503, 504), resp.text
+
+
+# ------------------------------------------------------------ finding 12: no redirects off the app's host
+
+def test_a_307_on_the_call_is_not_followed_to_another_host(gateway, hostile, model):
+    other = HostileGradio()
+    try:
+        hostile.answers["call"] = response(307, headers={"Location": other.url + "steal/call/chat"})
+        resp = attack(gateway, model)
+        assert_502(resp)
+        assert not other.seen, "the prompt was re-posted to another host"
+    finally:
+        other.close()
+
+
+def test_a_config_redirect_to_another_host_does_not_reflect_its_text(gateway, hostile, model):
+    other = HostileGradio()
+    try:
+        other.answers["config"] = json_answer({"error": "SECRET-OF-THE-OTHER-HOST"}, status=500)
+        hostile.answers["config"] = response(302, headers={"Location": other.url + "x/config"})
+        resp = attack(gateway, model)
+        assert resp.status_code == 502 and "SECRET-OF-THE-OTHER-HOST" not in resp.text
+        assert not other.seen
+    finally:
+        other.close()
+
+
+def test_a_redirect_on_the_same_host_is_followed(gateway, hostile, model):
+    moved = {"n": 0}
+
+    def config(req):
+        if "moved" in req.path:
+            return json_answer(CONFIG)(req)
+        moved["n"] += 1
+        return response(301, headers={"Location": req.path.replace("/config", "/moved/config")})(req)
+    hostile.answers["config"] = config
+    # /info then lives under the new base too.
+    resp = attack(gateway, model)
+    assert resp.status_code in (200, 502) and moved["n"] == 1
+
+
+# ------------------------------------------------------------ finding 16: Connection: close streams are cut
+
+def test_a_connection_close_event_stream_is_closed_when_the_client_leaves(gateway, hostile, model):
+    body = b'event: generating\ndata: ["still going"]\n\n'
+    hostile.answers["events"] = response(200, headers={"Content-Type": "text/event-stream",
+                                                        "Connection": "close"}, chunks=None, body=b"")
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    hostile.answers["events"] = lambda req: iter([head + body])
+    resp = requests.post(gateway.url + "/v1/chat/completions", stream=True, timeout=30,
+                         json={"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    lines = resp.iter_lines()
+    for line in lines:
+        if b"still going" in line:
+            break
+    left = time.monotonic()
+    resp.close()
+    deadline = left + 5
+    while hostile.stream_closed_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hostile.stream_closed_at is not None and hostile.stream_closed_at - left < 2.0
