@@ -152,7 +152,7 @@ def ensure(version: str) -> Path:
             subprocess.run([uv(), "venv", "-q", "--relocatable", "--python", base_python(), str(venv)],
                            check=True, env=uv_env(), stdout=subprocess.DEVNULL)
             # sync: exactly the lock file, nothing more, nothing resolved again.
-            out = subprocess.run([uv(), "pip", "sync", "-q", "--python", str(venv / "bin" / "python"),
+            out = subprocess.run([uv(), "pip", "sync", "-q", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
                                   str(lock_path(version))],
                                  env=uv_env(), capture_output=True, text=True)
             if out.returncode:
