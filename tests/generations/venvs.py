@@ -189,6 +189,12 @@ def ensure_all(versions: list[str], jobs: int | None = None) -> dict[str, Path]:
     pythons: dict[str, Path] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or max(1, len(missing))) as pool:
         futures = {v: pool.submit(ensure, v) for v in versions}
+        pending = set(futures.values())
+        while pending:      # no silent multi-minute installs: say what is still building
+            _, pending = concurrent.futures.wait(pending, timeout=15)
+            if pending:
+                still = [v for v, f in futures.items() if f in pending]
+                _log(f"still building {', '.join(still)} ({time.monotonic() - started:.0f} s)")
         for version, future in futures.items():
             pythons[version] = future.result()
     if missing:
