@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install install-dev serve demo test bench soak clean
+.PHONY: install install-dev venvs serve demo test bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ serve: install
 demo: install-dev
 	$(BIN)/python demo.py
 
-test: install-dev
-	$(BIN)/python -m pytest -q
+# One venv per Gradio generation for tests/test_generations.py, cached outside the clone
+# (tests/generations/venvs.py; GCG_VENV_CACHE moves the cache): instant when warm.
+venvs: install-dev
+	$(BIN)/python -m tests.generations.venvs --all
+
+# PYTEST_ARGS selects, e.g. PYTEST_ARGS="-m 'not generations'".
+test: install-dev venvs
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
