@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from . import latency, procs, profile
+from . import generations, latency, procs, profile
 from .report import render_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="gunicorn workers (default: cores, like WEB_CONCURRENCY's default)")
     parser.add_argument("--no-gradio", action="store_true", help="skip the real Gradio app (stand-in only)")
+    parser.add_argument("--no-generations", action="store_true",
+                        help="skip the line per Gradio generation (needs the venvs of make venvs)")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the workers during the load runs (collapsed stacks in bench/results/)")
@@ -82,8 +84,8 @@ def git_state() -> dict[str, Any]:
             "gateway_dirty": bool(git("status", "--porcelain", "--", "gateway", "gunicorn.conf.py", "wsgi.py"))}
 
 
-def write_models(path: Path, standin: str, real: str | None) -> None:
-    models = {"bench-standin": {"space": standin, "api_name": "/chat"}}
+def write_models(path: Path, standin: str, real: str | None, extra: dict[str, Any] | None = None) -> None:
+    models = {"bench-standin": {"space": standin, "api_name": "/chat"}, **(extra or {})}
     if real:
         models["bench-gradio"] = {"space": real, "api_name": "/chat"}
     path.write_text(json.dumps({"models": models}))   # JSON is valid YAML
@@ -260,8 +262,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.no_gradio:
             real_proc, real = procs.start_real_app()
             started.append(real_proc)
+        gen_procs: dict[str, Any] = {}
+        gen_urls: dict[str, str] = {}
+        if not args.no_gradio and not args.no_generations:
+            print("starting one chat app per Gradio generation ...", flush=True)
+            gen_procs, gen_urls, skipped = generations.start(tmp, args.smoke)
+            started.extend(_Stopper(p) for p in gen_procs.values())
+            results["generations"] = {"skipped": skipped}
         models_file = tmp / "models.yaml"
-        write_models(models_file, standin, real)
+        write_models(models_file, standin, real, generations.models(gen_urls))
         gw = procs.start_gateway(models_file, args.workers, worker_connections=10000)
         started.append(gw)
 
@@ -272,6 +281,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if real:
             print("latency (concurrency 1) against the real Gradio app, and gradio_client ...", flush=True)
             results["latency_gradio"] = measure_latency(gw.url, real, "bench-gradio", max(5, args.rounds // 3), True)
+        if gen_urls:
+            print("latency per Gradio generation ...", flush=True)
+            measured = generations.measure(gw.url, gen_urls, 5 if args.smoke else 40)
+            for version, figures in measured.items():
+                figures["protocol"] = _speaks(gen_urls[version])
+            results["generations"]["measured"] = measured
         print("throughput and CPU per request, non-stream ...", flush=True)
         results["load_non_stream"] = measure_load(gw, "bench-standin", args, None)
         print("throughput and CPU per request, 50-chunk streams ...", flush=True)
@@ -294,6 +309,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["load_after"] = procs.load_average()
     results["uptime_after"] = uptime()
     return results
+
+
+class _Stopper:
+    """A generation's app process, stopped with the others."""
+
+    def __init__(self, proc: Any) -> None:
+        self.proc = proc
+
+    def stop(self) -> None:
+        generations.stop({"": self.proc})
+
+
+def _speaks(app_url: str) -> str:
+    """The protocol the gateway speaks to the app, from its /config as the gateway reads it."""
+    from gateway.upstream.apps import PROTOCOL_TEXT, family, version_tuple   # noqa: PLC0415
+    try:
+        config = requests.get(app_url + "config", timeout=10).json()
+        return PROTOCOL_TEXT[family(config, version_tuple(str(config.get("version", ""))))]
+    except (requests.RequestException, ValueError, KeyError):
+        return "?"
 
 
 def main(argv: list[str] | None = None) -> int:

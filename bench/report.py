@@ -16,7 +16,20 @@ Row = tuple[str, str, str, str]      # figure, value, target, met?
 
 
 def rows(r: dict[str, Any]) -> list[Row]:
-    return _latency_rows(r) + _load_rows(r) + _capacity_rows(r)
+    return _latency_rows(r) + _generation_rows(r) + _load_rows(r) + _capacity_rows(r)
+
+
+def _generation_rows(r: dict[str, Any]) -> list[Row]:
+    """One row per Gradio generation: the same streaming chat through the gateway (bench/generations.py)."""
+    out: list[Row] = []
+    gens = r.get("generations") or {}
+    for version, g in (gens.get("measured") or {}).items():
+        out.append((f"Gradio {version} ({g.get('protocol', '?')}): p50 non-stream / stream / TTFT",
+                    f"{_ms(g['non_stream_p50_ms'])} / {_ms(g['stream_p50_ms'])} / {_ms(g['ttft_p50_ms'])}"
+                    f", {g['errors']} errors", "0 errors", _check(g["errors"] == 0)))
+    for version in gens.get("skipped") or []:
+        out.append((f"Gradio {version}", "skipped: venv not built (make venvs)", "", ""))
+    return out
 
 
 def _latency_rows(r: dict[str, Any]) -> list[Row]:
