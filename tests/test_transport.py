@@ -8,6 +8,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from gateway.errors import UpstreamError
+
 from gateway.config import Settings
 from gateway.upstream.protocol import Gradio, iter_events, release
 from gateway.upstream.session import make_session
@@ -124,8 +126,8 @@ def test_events_larger_than_the_read_buffer_arrive_whole_and_the_connection_is_r
     assert server.connections == 1
 
 
-def test_a_redirect_is_followed_by_requests_and_drops_the_credential_on_the_way_to_another_host(
-        recorder: Any) -> None:
+def test_a_redirect_to_another_host_is_not_followed(recorder: Any) -> None:
+    """CONTRACT §11: a 307 elsewhere would re-post the prompt (and the credential) there."""
     elsewhere = recorder(answer_event_id("e2"))
     other_host = elsewhere.url.replace("127.0.0.1", "localhost")
 
@@ -137,7 +139,23 @@ def test_a_redirect_is_followed_by_requests_and_drops_the_credential_on_the_way_
         return True
     origin = recorder(redirect)
     gradio = gradio_at(origin.url, {"X-HF-Authorization": "Bearer hf_transport_test"})
-    assert gradio.submit("/chat", ["hi"], "s1") == "e2"
-    request_line, fields, _ = elsewhere.requests[0]
-    assert request_line.lower().startswith("post /gradio_api/call/chat ")
-    assert "x-hf-authorization" not in fields
+    with pytest.raises(UpstreamError, match="another host"):
+        gradio.submit("/chat", ["hi"], "s1")
+    assert not elsewhere.requests
+
+
+def test_a_redirect_on_the_same_host_is_followed_with_the_credential(recorder: Any) -> None:
+    def redirect(handler: QuietHandler) -> bool:
+        if "moved" in handler.path:
+            return answer_event_id("e3")(handler)
+        handler.send_response(307)
+        handler.send_header("Location", "/moved/gradio_api/call/chat")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+    origin = recorder(redirect)
+    gradio = gradio_at(origin.url, {"X-HF-Authorization": "Bearer hf_transport_test"})
+    assert gradio.submit("/chat", ["hi"], "s1") == "e3"
+    request_line, fields, _ = origin.requests[-1]
+    assert request_line.lower().startswith("post /moved/gradio_api/call/chat ")
+    assert fields.get("x-hf-authorization") == "Bearer hf_transport_test"

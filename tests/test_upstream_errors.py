@@ -36,7 +36,8 @@ def test_gr_error_of_a_real_app_is_502_with_its_message(gateway: Any, apps: dict
 
 
 def test_gr_error_before_the_first_event_keeps_its_status_when_streaming(gateway: Any, apps: dict[str, str]) -> None:
-    resp = post(gateway({"m": apps["failing"]}), chat(stream=True))
+    # A keep-alive long enough that a cold first call on a busy machine cannot release the headers.
+    resp = post(gateway({"m": apps["failing"]}, SSE_KEEPALIVE="5"), chat(stream=True))
     assert resp.status_code == 502
     assert resp.mimetype == "application/json"
 
