@@ -15,7 +15,7 @@ from .http import (add_cors_headers, add_request_id_header, begin_exchange, chec
                    finish_exchange, request_id)
 from .logs import configure_logging
 from .registry import Registry, load_registry
-from .routes import completions, health, meta, models
+from .routes import completions, health, meta, models, page
 from .upstream import Upstream
 
 __all__ = ["create_app", "Gateway", "ConfigError", "Settings"]
@@ -105,6 +105,7 @@ def _meta_blueprint(state: GatewayState) -> Blueprint:
     probes = Blueprint("gateway_health", __name__, url_prefix=state.url_prefix or None)
     probes.register_blueprint(health.bp)
     probes.register_blueprint(meta.bp)
+    probes.register_blueprint(page.bp)
     probes.after_request(partial(add_cors_headers, origins=state.settings.cors_origins))
     probes.after_request(add_request_id_header)
     return probes

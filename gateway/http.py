@@ -15,6 +15,7 @@ from flask import Flask, g, request
 from marshmallow import Schema, ValidationError
 
 from . import metrics
+from . import status as status_board
 from .iterables import close
 from .errors import GatewayError, InvalidRequest, RequestTooLarge, UpstreamError
 from .logs import log_access
@@ -205,6 +206,8 @@ def _record(ex: Exchange, status: int, streaming: bool) -> None:
         metrics.UPSTREAM_LATENCY.labels(ex.model).observe((ex.upstream_ended or now) - ex.upstream_started)
     if isinstance(ex.error, UpstreamError):
         metrics.UPSTREAM_ERRORS.labels(ex.error.code or "unknown").inc()
+    if ex.run is not None:
+        status_board.note(ex.model, ex.error)     # what the status page shows of the model
     metrics.sync_cache(ex.cache)
     log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path, "model": ex.model,
                 "status": status, "stream": ex.stream, "duration_ms": _ms(now - ex.started),

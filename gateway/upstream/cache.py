@@ -99,5 +99,11 @@ class BuildOnceCache(Generic[V]):
         with self._lock:
             return list(self._items)
 
+    def peek(self, key: Hashable) -> V | None:
+        """The cached value, if there is a live one: never builds, never counts (the status page)."""
+        with self._lock:
+            item = self._items.get(key)
+            return item[1] if item is not None and item[0] > self._clock() else None
+
     def __len__(self) -> int:
         return len(self._items)

@@ -159,6 +159,17 @@ class Upstream:
                       connect_timeout=connect, read_timeout=read, api_prefix=api_prefix,
                       max_bytes=getattr(self.settings, "max_upstream_bytes", 32 * 1024 * 1024))
 
+    def known_apps(self) -> dict[str, App]:
+        """The apps this worker has read, by their model's `space`: what the status page shows
+        without calling anything."""
+        found: dict[str, App] = {}
+        for key in self.apps.keys():
+            app = self.apps.peek(key)
+            space = key[0] if isinstance(key, tuple) and key else key
+            if app is not None and isinstance(space, str):
+                found.setdefault(space, app)
+        return found
+
     def app_for(self, model: Model, credential: Credential, deadline: float | None = None) -> App:
         """The app's metadata, from the cache or built once."""
         def build() -> App:
