@@ -31,6 +31,8 @@ class Settings:
     sse_keepalive: float = 15.0
     max_image_bytes: int = 20 * MIB
     allow_private_image_urls: bool = False
+    max_images_per_request: int = 16
+    max_upstream_bytes: int = 32 * MIB
     hf_endpoint: str = "https://huggingface.co"
     log_level: str = "INFO"
     log_format: str = "text"
@@ -115,6 +117,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sse_keepalive=_number(env, "SSE_KEEPALIVE", 15.0),
         max_image_bytes=int(_number(env, "MAX_IMAGE_BYTES", 20 * MIB, integer=True)),
         allow_private_image_urls=_flag(env, "ALLOW_PRIVATE_IMAGE_URLS", False),
+        max_images_per_request=int(_number(env, "MAX_IMAGES_PER_REQUEST", 16, integer=True)),
+        max_upstream_bytes=int(_number(env, "MAX_UPSTREAM_BYTES", 32 * MIB, integer=True)),
         hf_endpoint=endpoint,
         log_level=level,
         log_format=log_format,

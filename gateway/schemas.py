@@ -7,6 +7,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from .concurrency import cooperate
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -137,6 +139,57 @@ def _part(item: Any, index: int) -> Part:
                                             "use 'text' or 'image_url'"]}})
 
 
+class MessagesField(fields.Field):
+    """`messages`: a non-empty list of {role, content}, checked by hand.
+
+    The same checks and error paths as a List of Nested(MessageSchema), at about a tenth of the
+    cost per message: 550,000 empty messages (a 10 MB body) would otherwise keep a worker busy
+    for seconds. Long lists let other greenlets run as they go.
+    """
+
+    default_error_messages = {"invalid": "Not a valid list."}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[Message]:
+        if not isinstance(value, list):
+            raise self.make_error("invalid")
+        if not value:
+            raise ValidationError("must hold at least one message")
+        messages = []
+        for i, item in enumerate(value):
+            if i % 4096 == 4095:
+                cooperate()
+            messages.append(_message(item, i))
+        return messages
+
+
+def _message(item: Any, index: int) -> Message:
+    if not isinstance(item, dict):
+        raise ValidationError({index: {"_schema": ["Invalid input type."]}})
+    if "role" not in item:
+        raise ValidationError({index: {"role": ["Missing data for required field."]}})
+    role = item["role"]
+    if role is None:
+        raise ValidationError({index: {"role": ["Field may not be null."]}})
+    if not isinstance(role, str):
+        raise ValidationError({index: {"role": ["must be a string"]}})
+    if role not in ROLES:
+        raise ValidationError({index: {"role": [f"Must be one of: {', '.join(ROLES)}."]}})
+    content = item.get("content")
+    if content is None or content == "":
+        return _EMPTY[role, content]         # one shared object: 550,000 empty messages allocate none
+    if isinstance(content, str):
+        return Message(role, content)
+    if not isinstance(content, list):
+        raise ValidationError({index: {"content": ["must be a string, null or a list of content parts"]}})
+    try:
+        return Message(role, [_part(part, j) for j, part in enumerate(content)])
+    except ValidationError as exc:
+        raise ValidationError({index: {"content": exc.messages}}) from None
+
+
+_EMPTY = {(role, content): Message(role, content) for role in ROLES for content in (None, "")}
+
+
 class MessageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -165,8 +218,7 @@ class ChatRequestSchema(Schema):
         unknown = EXCLUDE
 
     model = StrictString(required=True, validate=validate.Length(min=1))
-    messages = fields.List(fields.Nested(MessageSchema), required=True,
-                           validate=validate.Length(min=1, error="must hold at least one message"))
+    messages = MessagesField(required=True)
     stream = _opt(StrictBoolean)
     stream_options = fields.Nested(StreamOptionsSchema, required=False, allow_none=True)
     max_tokens = _opt(StrictInteger, validate=validate.Range(min=1))

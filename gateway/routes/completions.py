@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 from .. import credentials, payloads, sse
 from ..http import gateway_state, load_body, observe_run, observe_stream, request_id
 from ..schemas import ChatRequestSchema
+from ..upstream.images import check_image_count
 
 bp = Blueprint("completions", __name__)
 chat_schema = ChatRequestSchema()
@@ -17,6 +18,7 @@ def create_chat_completion() -> ResponseReturnValue:
     """Create a chat completion, as JSON or as an SSE stream."""
     state = gateway_state()
     chat = load_body(chat_schema)                                   # 400 on bad input
+    check_image_count(chat.messages, state.settings.max_images_per_request)
     model = state.registry.get(chat.model)                          # 404 on unknown model
     credential = credentials.resolve(request.headers, state.settings)
     run = state.upstream.start(model, chat, credential, request.environ.get("gunicorn.socket"))

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..concurrency import EMPTY, gevent_active, make_queue, spawn
+from ..concurrency import EMPTY, cooperate, gevent_active, make_queue, spawn
 from ..config import Settings
 from ..errors import GatewayError, UpstreamTimeout
 from .deltas import Delta
@@ -15,6 +15,7 @@ from .deltas import Delta
 KEEPALIVE = object()      # yielded by Run.events() when the stream has been idle SSE_KEEPALIVE seconds
 _CLIENT_GONE = object()
 _NOTHING = object()       # no item arrived before the wait ended
+YIELD_EVERY = 0.05        # seconds an upstream greenlet may run before it lets the others run
 
 @dataclass(frozen=True)
 class Finish:
@@ -46,6 +47,7 @@ class Run:
         self.accepted = False              # the app took the job: no transient retry any more
         self.first_event_at: float | None = None
         self._client_socket = client_socket
+        self._yielded_at = time.monotonic()
 
     # ------------------------------------------------------------ producer side
 
@@ -62,8 +64,14 @@ class Run:
             self._queue.put(exc if not self._closed else _CLIENT_GONE)
 
     def emit(self, delta: Delta) -> None:
+        now = time.monotonic()
+        if now - self._yielded_at > YIELD_EVERY:
+            # An app whose events arrive faster than they are handled never makes this greenlet
+            # wait on its socket: give the others (a /healthz, other streams) their turn.
+            self._yielded_at = now
+            cooperate()
         if self.first_event_at is None:
-            self.first_event_at = time.monotonic()
+            self.first_event_at = now
         if delta:
             self.emitted = True
         elif self._queued:
@@ -173,11 +181,26 @@ class Run:
 
         A read watcher on the event loop with a callback, not a greenlet polling each second:
         an open stream then costs no wake-ups and about 10 KiB less (measured by bench/).
+        A client that sent more bytes after its request (pipelining, or a stray byte) keeps the
+        socket readable, so a peek cannot tell a hang-up any more: from then on a timer asks
+        the kernel every HANGUP_POLL seconds whether the peer shut down (POLLRDHUP), which
+        unread bytes do not hide.
         """
         from gevent import get_hub
 
         raw = getattr(sock, "_sock", sock)     # the non-blocking OS socket under gevent's
-        watcher = get_hub().loop.io(sock.fileno(), 1)
+        loop = get_hub().loop
+        watcher = loop.io(sock.fileno(), 1)
+        state = {"current": watcher}
+
+        def gone() -> None:
+            state["current"].stop()
+            self._queue.put(_CLIENT_GONE)
+            spawn(self.close)
+
+        def hung_up() -> None:                # runs in the hub: poll(0) does not block
+            if _peer_hung_up(sock.fileno()):
+                gone()
 
         def readable() -> None:               # runs in the hub: must not block
             try:
@@ -186,11 +209,39 @@ class Run:
                 return
             except OSError:
                 data = b""
+            if not data:
+                gone()
+                return
             watcher.stop()
-            if data:
-                return  # the client sent more bytes (pipelining): hang-ups cannot be told apart
-            self._queue.put(_CLIENT_GONE)
-            spawn(self.close)
+            timer = loop.timer(HANGUP_POLL, HANGUP_POLL)
+            state["current"] = timer
+            timer.start(hung_up)
 
         watcher.start(readable)
-        return watcher
+        return _Closer(state)
+
+
+HANGUP_POLL = 0.5         # seconds between two hang-up checks of a client that sent extra bytes
+
+
+class _Closer:
+    """Closes whichever watcher (the read watcher or the hang-up timer) is current."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    def close(self) -> None:
+        self._state["current"].close()
+
+
+def _peer_hung_up(fd: int) -> bool:
+    """True when the peer closed its side or the connection broke, unread bytes or not."""
+    import select
+
+    from gevent import monkey
+
+    poll = monkey.get_original("select", "poll")()
+    poll.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    return any(events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, events in poll.poll(0))

@@ -16,10 +16,10 @@ from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQ
 from ..registry import Model
 from ..schemas import ChatRequest
 from .apps import App, load_app
-from .cache import BuildOnceCache
+from .cache import AppCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
-from .images import fetch_image, file_name, guard_image_session
+from .images import UploadOnce, fetch_image, file_name, guard_image_session
 from . import wire
 from .mapping import Plan, build_plan
 from .protocol import Gradio, UpstreamUnreachable, retry_after_from
@@ -74,7 +74,7 @@ class Upstream:
         # Images come from hosts users name: their own pools, which connect to public addresses only.
         self.image_session = (make_session(settings) if settings.allow_private_image_urls
                               else guard_image_session(make_session(settings)))
-        self.apps: BuildOnceCache[App] = BuildOnceCache(settings.cache_size, settings.cache_ttl)
+        self.apps: AppCache[App] = AppCache(settings.cache_size, settings.cache_ttl)
 
     @property
     def timeouts(self) -> tuple[float, float]:
@@ -150,8 +150,8 @@ class Upstream:
         return fresh.signature != stale.signature
 
     def _app_key(self, model: Model, credential: Credential) -> tuple[str, str]:
-        # What an app shows may depend on the credential (a private Space): key by its hash.
-        return (model.space, credential.fingerprint)
+        # By the credential's hash only where it changes what the app shows (cache.AppCache).
+        return self.apps.key(model.space, credential)
 
     def _gradio(self, base_url: str, credential: Credential, api_prefix: str = "/gradio_api") -> Gradio:
         connect, read = self.timeouts
@@ -172,10 +172,10 @@ class Upstream:
 
     def app_for(self, model: Model, credential: Credential, deadline: float | None = None) -> App:
         """The app's metadata, from the cache or built once."""
-        def build() -> App:
+        def build(credential: Credential) -> App:
             base = model.space if model.is_url else self._space_host(model.space, credential, deadline)
             return load_app(base, self._gradio(base, credential))
-        return self.apps.get(self._app_key(model, credential), build)
+        return self.apps.get_for(model.space, credential, build)
 
     def _space_host(self, space_id: str, credential: Credential, deadline: float | None) -> str:
         def lookup() -> Any:
@@ -200,19 +200,19 @@ class Upstream:
 
     def _attempt(self, run: Run, app: App, model: Model, chat: ChatRequest, credential: Credential) -> None:
         gradio = self._gradio(app.base_url, credential, app.api_prefix)
-        counter = iter(range(1, 1000))
         plan = build_plan(app, model.api_name, model.flags, chat,
-                          upload=lambda url: self._upload(gradio, url, next(counter)))
+                          upload=UploadOnce(lambda url, index: self._upload(gradio, url, index)))
         first = plan.endpoint
         if first.follower is None:
-            self._answer(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)), plan, chat.stop)
+            self._answer(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)), plan,
+                         chat.stop, credential.secrets)
             return
         # A two-step chat: the first step only puts the user's turn into the Chatbot; its
         # follower, called with the first step's outputs, writes the answer.
         outputs = self._silently(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)))
         if outputs is not None:
             self._answer(run, wire.start(gradio, app, first.follower, plan.follower_inputs(app, outputs)), plan,
-                         chat.stop)
+                         chat.stop, credential.secrets)
 
     @staticmethod
     def _silently(run: Run, job: wire.Job) -> Any:
@@ -232,12 +232,12 @@ class Upstream:
         finally:
             job.close()
 
-    def _answer(self, run: Run, job: wire.Job, plan: Plan, stop: Any) -> None:
+    def _answer(self, run: Run, job: wire.Job, plan: Plan, stop: Any, secrets: Any = ()) -> None:
         """Stream the answer's job into the run: snapshots become deltas, stop sequences cut it."""
         run.accepted = True                    # from here on, a retry would run the prompt twice
         run.on_close(job.close)
         generator = plan.answer.generator
-        differ = SnapshotDiffer(stop)
+        differ = SnapshotDiffer(stop, secrets)
         ended = False
         try:
             for event in job.events():
