@@ -18,7 +18,8 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 from urllib.parse import urlsplit
 
-from .bounded import READ_SIZE, Decoded, read_limited
+from ..concurrency import cooperate
+from .bounded import READ_SIZE, YIELD_EVERY, Decoded, read_limited
 
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
@@ -311,15 +312,15 @@ def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     read gets. urllib3 is not asked to decode: bounded.Decoded inflates piece by piece.
     """
     decoded = Decoded(getattr(raw, "gateway_encoding", None), "event stream")
-    if getattr(raw, "chunked", True):
-        for chunk in raw.read_chunked(None, decode_content=False):
-            yield from decoded.feed(chunk)
-        return
-    while True:
-        chunk = raw.read1(READ_SIZE)
-        if not chunk:
-            return
-        yield from decoded.feed(chunk)
+    pieces = raw.read_chunked(READ_SIZE, decode_content=False) if getattr(raw, "chunked", True) \
+        else iter(lambda: raw.read1(READ_SIZE), b"")
+    since_yield = 0
+    for piece in pieces:
+        yield from decoded.feed(piece)
+        since_yield += len(piece)
+        if since_yield >= YIELD_EVERY:       # an app that sends fast never makes a read wait:
+            since_yield = 0                  # let the worker answer others meanwhile
+            cooperate()
 
 
 def _lines(chunks: Iterator[bytes], limit: int = MAX_EVENT_BYTES) -> Iterator[bytes]:
