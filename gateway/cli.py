@@ -13,7 +13,7 @@ import click
 import yaml
 from flask.cli import AppGroup
 
-from .credentials import Credential
+from .credentials import Credential, resolve
 from .errors import GatewayError
 from .http import gateway_state
 from .registry import Model
@@ -83,9 +83,23 @@ def flag_problems(plan: Plan, flags: str) -> list[str]:
 
 
 def operator_credential() -> Credential:
-    """The operator runs this command: their HF_TOKEN (for private Spaces), else anonymous."""
-    token = gateway_state().settings.hf_token
-    return Credential(token, "operator") if token else Credential()
+    """Exactly what a request without a token of its own would use (CONTRACT §5).
+
+    Behind GATEWAY_API_KEYS that is the operator's HF_TOKEN; an open gateway never spends it,
+    so neither does this command: a private Space that works here works for callers too.
+    """
+    return resolve({}, gateway_state().settings)
+
+
+def credential_line(credential: Credential) -> str:
+    """Which credential the command used, and why: never the token itself."""
+    settings = gateway_state().settings
+    if credential.source == "operator":
+        return "Credential: the operator's HF_TOKEN (GATEWAY_API_KEYS is set, so keyed callers spend it)"
+    if settings.hf_token and not settings.api_keys:
+        return ("Credential: anonymous; HF_TOKEN is set but not used: an open gateway (no "
+                "GATEWAY_API_KEYS) never spends it, so requests without their own hf_ token are anonymous too")
+    return "Credential: anonymous (what a request without its own hf_ token gets)"
 
 
 def default_model_id(space: str) -> str:
@@ -174,7 +188,9 @@ def probe_command(space: str, api_name: str | None, flags: str | None, model_id:
     if api_name and not api_name.startswith("/"):
         api_name = "/" + api_name
     model_id = model_id or default_model_id(space)
-    probe = probe_model(Model(id=model_id, space=space, api_name=api_name, flags=flags), operator_credential())
+    credential = operator_credential()
+    click.echo(credential_line(credential))
+    probe = probe_model(Model(id=model_id, space=space, api_name=api_name, flags=flags), credential)
     click.echo(report(probe, model_id))
     if not probe.ok:
         click.get_current_context().exit(1)
@@ -185,6 +201,7 @@ def check_command() -> None:
     """Probe every configured model; exit 1 if any does not map cleanly."""
     registry = gateway_state().registry
     credential = operator_credential()
+    click.echo(credential_line(credential))
     failed = 0
     for model in registry:
         probe = probe_model(model, credential)
