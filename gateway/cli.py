@@ -17,7 +17,7 @@ from .credentials import Credential, resolve
 from .errors import GatewayError
 from .http import gateway_state
 from .registry import Model
-from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message
+from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message, space_page_hint
 from .upstream.detect import FLAG_INPUTS, describe, history_format, missing_flag_names, takes_files
 from .upstream.mapping import Plan, build_plan
 
@@ -181,6 +181,9 @@ def report(probe: Probe, model_id: str) -> str:
 @click.option("--id", "model_id", help="The model id for the printed entry.")
 def probe_command(space: str, api_name: str | None, flags: str | None, model_id: str | None) -> None:
     """Show how SPACE (an HF Space id or a Gradio URL) maps, and a models-file entry for it."""
+    hint = space_page_hint(space)
+    if hint:
+        raise click.BadParameter(hint, param_hint="SPACE")
     if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
         raise click.BadParameter("must be a Space id 'owner/name' or an http(s):// URL", param_hint="SPACE")
     if flags is not None and not FLAGS.match(flags):
