@@ -6,11 +6,15 @@ This is the one boundary where exceptions of `requests` become GatewayErrors
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -20,6 +24,7 @@ from requests.utils import requote_uri
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
+log = logging.getLogger("gateway.upstream")
 MAX_EVENT_BYTES = 64 * 1024 * 1024
 RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.I)
 RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
@@ -46,25 +51,71 @@ class Event:
     data: Any
 
 
+def failure_reason(exc: BaseException) -> str:
+    """Why a connection failed, in words an operator can act on: name resolution, refused, TLS, timeout.
+
+    Read from the exception's chain (requests wraps urllib3, which wraps the socket's error), by
+    type, never by message text. "" when nothing more specific is known.
+    """
+    request = getattr(exc, "request", None)
+    host = urlsplit(getattr(request, "url", "") or "").hostname or "the host"
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        err = stack.pop()
+        if not isinstance(err, BaseException) or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            return f"name resolution failed for {host}"
+        if isinstance(err, ConnectionRefusedError):
+            return f"connection refused by {host}"
+        if isinstance(err, ssl.SSLError):
+            return f"TLS failed with {host} ({getattr(err, 'reason', None) or type(err).__name__})"
+        if isinstance(err, (urllib3.exceptions.ConnectTimeoutError, socket.timeout)):
+            return f"timed out connecting to {host}"
+        if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"no route to {host}"
+        stack += [err.__cause__, err.__context__, getattr(err, "reason", None),
+                  *(a for a in err.args if isinstance(a, BaseException))]
+    return ""
+
+
+def _because(exc: BaseException) -> str:
+    reason = failure_reason(exc)
+    return f": {reason}" if reason else ""
+
+
+def _logged(err: GatewayError, what: str) -> GatewayError:
+    """The same words in the log as in the answer (the message never carries a credential)."""
+    log.warning("upstream failure (%s): %s", what, err.message)
+    return err
+
+
 @contextlib.contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
-    """Translate `requests` and decoding failures into the gateway's error tree."""
+    """Translate `requests` and decoding failures into the gateway's error tree, saying why."""
     try:
         yield
     except GatewayError:
         raise
-    except requests.exceptions.ConnectTimeout:
-        raise UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}).") from None
+    except requests.exceptions.ConnectTimeout as exc:
+        raise _logged(UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}){_because(exc)}."),
+                      what) from None
     except requests.exceptions.ReadTimeout:
         raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
-    except requests.exceptions.ProxyError:
-        raise UpstreamUnavailable(f"The proxy refused the connection ({what}).") from None
-    except requests.exceptions.SSLError:
-        raise UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}).") from None
+    except requests.exceptions.ProxyError as exc:
+        raise _logged(UpstreamUnavailable(f"The proxy refused the connection ({what}){_because(exc)}."),
+                      what) from None
+    except requests.exceptions.SSLError as exc:
+        raise _logged(UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}){_because(exc)}."),
+                      what) from None
     except requests.exceptions.ConnectionError as exc:
         if _never_connected(exc):
-            raise UpstreamUnreachable(f"The Gradio app is unreachable ({what}).") from None
-        raise UpstreamUnavailable(f"The connection to the Gradio app broke ({what}).") from None
+            raise _logged(UpstreamUnreachable(f"The Gradio app is unreachable ({what}){_because(exc)}."),
+                          what) from None
+        raise _logged(UpstreamUnavailable(f"The connection to the Gradio app broke ({what}){_because(exc)}."),
+                      what) from None
     except urllib3.exceptions.ReadTimeoutError:      # from raw reads of an event stream
         raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
     except urllib3.exceptions.HTTPError:             # the stream broke mid-answer
@@ -72,7 +123,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     except (requests.exceptions.RequestException, OSError) as exc:
         if isinstance(exc, ValueError):   # requests' JSONDecodeError is both kinds: it is bad JSON
             raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
-        raise UpstreamError(f"The connection to the Gradio app failed ({what}).") from None
+        raise UpstreamError(f"The connection to the Gradio app failed ({what}){_because(exc)}.") from None
     except (ValueError, UnicodeDecodeError):
         raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
 
