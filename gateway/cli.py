@@ -14,12 +14,14 @@ import yaml
 from flask.cli import AppGroup
 
 from .credentials import Credential, resolve
-from .errors import GatewayError
+from .errors import GatewayError, UpstreamError, UpstreamUnavailable
 from .http import gateway_state
 from .registry import Model
 from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message, space_page_hint
 from .upstream.detect import FLAG_INPUTS, describe, history_format, missing_flag_names, takes_files
+from .upstream.diagnose import NotAGradioApp, gradio_config
 from .upstream.mapping import Plan, build_plan
+from .upstream.protocol import Gradio
 
 models_cli = AppGroup("models", help="Inspect how the gateway maps models onto their Gradio apps.")
 
@@ -60,11 +62,27 @@ def probe_model(model: Model, credential: Credential) -> Probe:
         app = upstream.app_for(model, credential)
         plan = build_plan(app, model.api_name, model.flags, SAMPLE, upload=_refuse_upload)
     except GatewayError as exc:
-        return Probe(model, problems=[exc.message])
+        return Probe(model, problems=[_diagnosed(model, credential, exc)])
     probe = Probe(model, plan, app.version)
     if model.flags:
         probe.problems += flag_problems(plan, model.flags)
     return probe
+
+
+def _diagnosed(model: Model, credential: Credential, exc: GatewayError) -> str:
+    """When a URL's app could not be read, tell a web page or another service from a failing app."""
+    if not model.is_url or not isinstance(exc, UpstreamError) or isinstance(exc, UpstreamUnavailable):
+        return exc.message
+    settings = gateway_state().settings
+    gradio = Gradio(gateway_state().upstream.session, model.space, credential.app_headers(),
+                    connect_timeout=settings.connect_timeout, read_timeout=settings.idle_timeout)
+    try:
+        gradio_config(gradio)
+    except NotAGradioApp as diagnosis:
+        return diagnosis.message
+    except GatewayError:
+        pass
+    return exc.message
 
 
 def flag_problems(plan: Plan, flags: str) -> list[str]:

@@ -59,26 +59,39 @@ def failure_reason(exc: BaseException) -> str:
     """
     request = getattr(exc, "request", None)
     host = urlsplit(getattr(request, "url", "") or "").hostname or "the host"
-    seen: set[int] = set()
+    chain = _chain(exc)
+    if _any(chain, socket.gaierror, urllib3.exceptions.NameResolutionError):
+        return f"name resolution failed for {host}"
+    if _any(chain, ConnectionRefusedError):
+        return f"connection refused by {host}"
+    tls = _any(chain, ssl.SSLError)
+    if tls is not None:
+        return f"TLS failed with {host} ({getattr(tls, 'reason', None) or type(tls).__name__})"
+    if any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain):
+        return f"no route to {host}"
+    # urllib3's NewConnectionError is a ConnectTimeoutError too: only a plain one is a timeout.
+    if any(isinstance(e, (urllib3.exceptions.ConnectTimeoutError, socket.timeout)) and
+           not isinstance(e, urllib3.exceptions.NewConnectionError) for e in chain):
+        return f"timed out connecting to {host}"
+    return ""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps: causes, contexts, urllib3's reasons, exceptions in args."""
+    found: list[BaseException] = []
     stack: list[Any] = [exc]
-    while stack:
+    while stack and len(found) < 32:
         err = stack.pop()
-        if not isinstance(err, BaseException) or id(err) in seen:
+        if not isinstance(err, BaseException) or any(err is f for f in found):
             continue
-        seen.add(id(err))
-        if isinstance(err, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
-            return f"name resolution failed for {host}"
-        if isinstance(err, ConnectionRefusedError):
-            return f"connection refused by {host}"
-        if isinstance(err, ssl.SSLError):
-            return f"TLS failed with {host} ({getattr(err, 'reason', None) or type(err).__name__})"
-        if isinstance(err, (urllib3.exceptions.ConnectTimeoutError, socket.timeout)):
-            return f"timed out connecting to {host}"
-        if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-            return f"no route to {host}"
+        found.append(err)
         stack += [err.__cause__, err.__context__, getattr(err, "reason", None),
                   *(a for a in err.args if isinstance(a, BaseException))]
-    return ""
+    return found
+
+
+def _any(chain: list[BaseException], *kinds: type[BaseException]) -> BaseException | None:
+    return next((e for e in chain if isinstance(e, kinds)), None)
 
 
 def _because(exc: BaseException) -> str:
