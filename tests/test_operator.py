@@ -219,3 +219,35 @@ def test_sighup_refuses_a_bad_models_file_and_applies_a_good_one_without_droppin
     for i, text in results.items():          # every stream ended normally, after both reloads
         assert text.endswith("data: [DONE]") and '"finish_reason":"stop"' in text.replace(" ", ""), (i, text)
         assert "error" not in text and last_word in text, (i, text)
+
+
+def readme_commands() -> list[str]:
+    """Command lines of the README's bash blocks (continuations joined, comments dropped)."""
+    text = (ROOT / "README.md").read_text()
+    lines = []
+    for block in text.split("```bash\n")[1:]:
+        body = block.split("```")[0].replace("\\\n", " ")
+        lines += [line.split("  #")[0].strip() for line in body.splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    return lines
+
+
+def test_every_readme_command_of_the_gateway_exists_as_written():
+    commands = readme_commands()
+    gateway = [c for c in commands if ".venv/bin/gradio-chat-gateway" in c]
+    assert {"serve", "demo", "models"} <= {c.split("gradio-chat-gateway ")[1].split()[0] for c in gateway
+                                           if "gradio-chat-gateway " in c}
+    for line in gateway:
+        words = line.split(".venv/bin/gradio-chat-gateway", 1)[1].split()
+        sub = [w for w in words[:2] if not w.startswith("-") and w in {"serve", "demo", "models", "probe", "check"}]
+        result = run([str(COMMAND), *sub, "--help"], {})
+        assert result.returncode == 0, (line, result.stderr)
+        options = [w.split("=")[0] for w in words if w.startswith("--") and w != "--help"]
+        assert all(option in result.stdout for option in options), (line, options)
+    for line in commands:
+        if line.startswith("make "):
+            target = line.split()[1]
+            dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=30)
+            assert dry.returncode == 0, (line, dry.stderr)
+    flask = [c for c in commands if "flask --app wsgi" in c]
+    assert all(c.startswith(".venv/bin/flask") for c in flask)
