@@ -133,13 +133,16 @@ def on_starting(server):
         reload()
 
     server.reload = checked_reload
+    # Ctrl-C: stop like SIGTERM does (workers finish open streams within GRACEFUL_TIMEOUT). gunicorn's
+    # own SIGINT sends the workers SIGQUIT, whose sys.exit inside a greenlet printed gevent's traceback.
+    server.handle_int = server.handle_term
 
 
 def post_worker_init(worker):
     """Ctrl-C in a terminal signals the whole process group: let the master alone stop the workers.
 
-    A worker that took the SIGINT itself raised KeyboardInterrupt inside gevent's hub and printed
-    its traceback; the master's SIGINT stops every worker anyway.
+    A worker that took the SIGINT itself quit inside gevent's hub and printed a traceback; the
+    master's SIGINT stops every worker anyway.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
