@@ -19,6 +19,7 @@ from .routes import completions, health, meta, models, page
 from .upstream import Upstream
 
 __all__ = ["create_app", "Gateway", "ConfigError", "Settings"]
+__version__ = "0.1.0"
 EXTENSION = "gradio_chat_gateway"
 
 

@@ -163,6 +163,7 @@ class Exchange:
     cache: Any = None
     started: float = field(default_factory=time.monotonic)
     model: str | None = None
+    requested_model: str | None = None     # what the client asked for, even when it does not exist
     upstream: str | None = None
     stream: bool = False
     run: Any = None
@@ -191,6 +192,14 @@ def current_exchange() -> Exchange | None:
 def upstream_host(model: Model) -> str:
     """Where the model's app lives: the URL's host, or the Space id (its host comes from the Hub)."""
     return urlsplit(model.space).netloc if model.is_url else model.space
+
+
+def note_requested_model(model_id: str) -> None:
+    """The access line names the model asked for, an unknown one included (the metrics do not:
+    a label per made-up id would grow without bound)."""
+    ex = current_exchange()
+    if ex is not None:
+        ex.requested_model = model_id if len(model_id) <= 200 else model_id[:200] + "..."
 
 
 def observe_run(model: Model, stream: bool, run: Any) -> None:
@@ -278,7 +287,8 @@ def _record(ex: Exchange, status: int, streaming: bool) -> None:
     if ex.run is not None:
         status_board.note(ex.model, ex.error)     # what the status page shows of the model
     metrics.sync_cache(ex.cache)
-    log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path, "model": ex.model,
+    log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path,
+                "model": ex.model or ex.requested_model,
                 "status": status, "stream": ex.stream, "duration_ms": _ms(now - ex.started),
                 "ttft_ms": _ms(ttft), "upstream": ex.upstream,
                 "error": ex.error.code if ex.error is not None else None})

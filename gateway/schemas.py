@@ -17,6 +17,19 @@ MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.:@+/-]{0,127}$")
 FLAGS = re.compile(r"^[0-5][0-2]$")
 
 
+SPACE_PAGE = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/spaces/([\w.-]+/[\w.-]+)/?(?:[?#].*)?$",
+                        re.I)
+
+
+def space_page_hint(space: str) -> str | None:
+    """A Space's web page given where its id belongs: the page is HTML, not the Gradio app."""
+    m = SPACE_PAGE.match(space.strip())
+    if m is None:
+        return None
+    return (f"{space} is the Space's web page, not its Gradio app: use the Space id {m.group(1)!r} "
+            "(the gateway finds the app's host through the Hub)")
+
+
 @dataclass(frozen=True)
 class Part:
     type: str
@@ -261,6 +274,9 @@ class ModelEntrySchema(Schema):
     @validates_schema
     def check(self, data: dict[str, Any], **kwargs: Any) -> None:
         space = data.get("space", "")
+        hint = space_page_hint(space)
+        if hint:
+            raise ValidationError(hint, "space")
         if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
             raise ValidationError("must be a Space id 'owner/name' or an http(s):// URL", "space")
         api_name = data.get("api_name")
@@ -268,14 +284,19 @@ class ModelEntrySchema(Schema):
             raise ValidationError("must look like '/chat'", "api_name")
         flags = data.get("flags")
         if isinstance(flags, int) and not isinstance(flags, bool):
-            flags = f"{flags:02d}"   # YAML reads flags: 41 as a number
+            # YAML reads flags: 41 as a number, and flags: 012 as the octal number 10.
+            written = getattr(flags, "text", None) or f"{flags:02d}"
+            if not FLAGS.match(written):
+                raise ValidationError(f"must be two digits: the first 0-5, the second 0-2 (YAML read {written} "
+                                      f"as the number {int(flags)}; write it in quotes: flags: \"41\")", "flags")
+            flags = written
         if flags is not None and not (isinstance(flags, str) and FLAGS.match(flags)):
             raise ValidationError("must be two digits: the first 0-5, the second 0-2", "flags")
 
     @post_load
     def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if isinstance(data.get("flags"), int):
-            data["flags"] = f"{data['flags']:02d}"
+            data["flags"] = getattr(data["flags"], "text", None) or f"{data['flags']:02d}"
         if data.get("api_name") and not data["api_name"].startswith("/"):
             data["api_name"] = "/" + data["api_name"]
         return data

@@ -5,7 +5,7 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
 from .. import credentials, payloads, sse
-from ..http import gateway_state, load_body, observe_run, observe_stream, request_id
+from ..http import gateway_state, load_body, note_requested_model, observe_run, observe_stream, request_id
 from ..schemas import ChatRequestSchema
 from ..upstream.images import check_image_count
 
@@ -18,6 +18,7 @@ def create_chat_completion() -> ResponseReturnValue:
     """Create a chat completion, as JSON or as an SSE stream."""
     state = gateway_state()
     chat = load_body(chat_schema)                                   # 400 on bad input
+    note_requested_model(chat.model)                                # the access line names it
     check_image_count(chat.messages, state.settings.max_images_per_request)
     model = state.registry.get(chat.model)                          # 404 on unknown model
     credential = credentials.resolve(request.headers, state.settings)

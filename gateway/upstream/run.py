@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from .. import metrics
 from ..concurrency import EMPTY, cooperate, gevent_active, make_queue, spawn
 from ..config import Settings
 from ..errors import GatewayError, UpstreamTimeout
@@ -16,6 +19,20 @@ KEEPALIVE = object()      # yielded by Run.events() when the stream has been idl
 _CLIENT_GONE = object()
 _NOTHING = object()       # no item arrived before the wait ended
 YIELD_EVERY = 0.05        # seconds an upstream greenlet may run before it lets the others run
+STATUS_LOG_EVERY = 10.0   # seconds between two INFO lines of one run's waiting, unless its kind changes
+log = logging.getLogger("gateway.upstream")
+# The Run whose job the current greenlet (or thread) works for: lets code far below the runner
+# (the Hub's wait for a waking Space) report status without a Run passed down to it.
+_CURRENT: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("gateway_run", default=None)
+
+
+def current_run() -> "Run | None":
+    return _CURRENT.get()
+
+
+@dataclass(frozen=True)
+class StatusDelta(Delta):
+    """A status line sent as reasoning_content (STREAM_STATUS=reasoning): never part of an answer."""
 
 @dataclass(frozen=True)
 class Finish:
@@ -48,6 +65,9 @@ class Run:
         self.first_event_at: float | None = None
         self._client_socket = client_socket
         self._yielded_at = time.monotonic()
+        self.stream_status = getattr(settings, "stream_status", "off") == "reasoning"
+        self.created = time.monotonic()
+        self._status_logged: tuple[str, float] = ("", 0.0)   # (kind, when) of the last INFO line
 
     # ------------------------------------------------------------ producer side
 
@@ -58,6 +78,7 @@ class Run:
         return self
 
     def _work(self, job: Callable[["Run"], None]) -> None:
+        _CURRENT.set(self)          # the job's own greenlet or thread: its own context
         try:
             job(self)
         except BaseException as exc:  # handed to the consumer, who raises or drops it
@@ -83,6 +104,32 @@ class Run:
     def tick(self) -> None:
         """The upstream is alive (a heartbeat, a wait before a retry): resets the idle timer."""
         self._ticked_at = time.monotonic()
+
+    def status(self, text: str, *, kind: str = "wait", **fields: Any) -> None:
+        """The upstream job waits (a Space waking, a queue): make it visible.
+
+        One INFO line per kind change and at most every STATUS_LOG_EVERY seconds (fields go
+        to the JSON line as they are: stage, position, eta ...); a count in
+        gateway_upstream_waits_total{kind}; a sign of life for the idle timer; and, with
+        STREAM_STATUS=reasoning, the text as a reasoning_content delta of a waiting stream.
+        Such a delta is sent only once the stream's headers would have gone out anyway
+        (SSE_KEEPALIVE seconds), so an early error keeps its real status code, and it is never
+        part of a non-stream answer nor a reason to stop retrying.
+        """
+        if self._closed:
+            return
+        now = time.monotonic()
+        self.tick()
+        metrics.UPSTREAM_WAITS.labels(kind).inc()
+        last_kind, last_at = self._status_logged
+        if kind != last_kind or now - last_at >= STATUS_LOG_EVERY:
+            self._status_logged = (kind, now)
+            extra = " ".join(f"{k}={v}" for k, v in fields.items())
+            log.info("waiting (%s): %s%s", kind, text, f" [{extra}]" if extra else "",
+                     extra={"status": {"kind": kind, **fields}})
+        if self.stream_status and now - self.created >= self.keepalive and not self.emitted:
+            self._queued = True
+            self._queue.put(StatusDelta(reasoning=text.rstrip() + "\n"))
 
     def finish(self, reason: str = "stop") -> None:
         self._queued = True
@@ -156,6 +203,8 @@ class Run:
         """(content, reasoning, finish_reason) of the whole run."""
         content, reasoning, reason = [], [], "stop"
         for item in self.events():
+            if isinstance(item, StatusDelta):
+                continue
             if isinstance(item, Delta):
                 content.append(item.content)
                 reasoning.append(item.reasoning)

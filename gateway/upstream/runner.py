@@ -180,7 +180,7 @@ class Upstream:
     def _space_host(self, space_id: str, credential: Credential, deadline: float | None) -> str:
         def lookup() -> Any:
             return space_info(self.session, self.settings.hf_endpoint, space_id, credential,
-                              (self.settings.connect_timeout, self.settings.connect_timeout + 20))
+                              (self.settings.connect_timeout, self.settings.hub_timeout))
         info = lookup()
         check_stage(info)
         if info.stage in SLEEPING:
