@@ -65,6 +65,21 @@ def error_from_event(data: Any) -> GatewayError:
     return UpstreamError(f"The Gradio app failed: {message}")
 
 
+def _signs_of_life(run: Run, event: wire.Event) -> None:
+    """A heartbeat keeps the job alive; a queue's status is also made visible (run.status)."""
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.kind == "status" and data.get("stage") == "queue":
+        rank, eta = data.get("rank"), data.get("eta")
+        where = f"position {rank + 1}" if isinstance(rank, int) else "waiting"
+        est = f", about {eta:.0f} s" if isinstance(eta, (int, float)) else ""
+        run.status(f"In the app's queue: {where}{est}.", kind="queue", position=rank, eta=eta,
+                   queue_size=data.get("queue_size"))
+    elif event.kind == "status":
+        run.status("The app is working on it.", kind="processing")
+    else:
+        run.tick()
+
+
 class Upstream:
     """The gateway's way to Gradio apps: shared pools, the metadata cache, and runs."""
 
@@ -227,7 +242,7 @@ class Upstream:
                     return event.data
                 if event.kind == "error":
                     raise error_from_event(event.data)
-                run.tick()
+                _signs_of_life(run, event)
             raise UpstreamError("The Gradio app closed the stream before the answer was complete.")
         finally:
             job.close()
@@ -258,7 +273,7 @@ class Upstream:
                 elif event.kind == "error":
                     raise error_from_event(event.data)
                 else:                            # heartbeat, queue status: the job is alive
-                    run.tick()
+                    _signs_of_life(run, event)
             else:
                 raise UpstreamError("The Gradio app closed the stream before the answer was complete.")
         finally:
