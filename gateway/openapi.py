@@ -229,13 +229,10 @@ def build(prefix: str = "", version: str = "1") -> dict[str, Any]:
                         "schema": {"type": "string", "enum": ["models"]},
                         "description": "`models`: the models table alone (needs the key when keys are on)."}],
         "responses": {"200": {"description": "The status page, or its models table.", **html},
-                      "401": {"description": "The table without a valid key.",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+                      **_errors("401")}}})
     spec.path(path=f"{prefix}/status/probe/{{model_id}}", operations={"post": {
         "operationId": "probeModel", "summary": _summary(page.probe), "tags": ["operations"], "security": key,
         "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "The models table, the model read again.", **html},
-                      "401": {"description": "Keys are on and none valid was sent.",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}},
-                      **_errors("404")}}})
+                      **_errors("401", "404")}}})
     return spec.to_dict()

@@ -14,8 +14,8 @@ from markupsafe import Markup
 from flask.typing import ResponseReturnValue
 
 from .. import credentials, status
-from ..errors import GatewayError
-from ..http import gateway_state
+from ..errors import GatewayError, error_response
+from ..http import gateway_state, request_id
 from ..upstream.apps import PROTOCOL_TEXT
 from ..upstream.mapping import plan_roles
 
@@ -49,12 +49,13 @@ def _rows() -> list[status.ModelStatus]:
     return status.board(state.registry, _apps_by_model(state))
 
 
-def _authorized() -> bool:
+def _refused() -> Response | None:
+    """The API's own 401 (OpenAI's error shape) when keys are on and none valid came."""
     try:
         credentials.check_api_key(request.headers, gateway_state().settings)
-    except GatewayError:
-        return False
-    return True
+    except GatewayError as exc:
+        return error_response(exc, request_id())
+    return None
 
 
 @bp.get("/")
@@ -63,9 +64,8 @@ def page() -> ResponseReturnValue:
     settings = gateway_state().settings
     keyed = bool(settings.api_keys)
     if request.args.get("part") == "models":
-        if not _authorized():
-            return Response("a valid gateway key is needed", status=401, mimetype="text/plain")
-        return render_template_string(TABLE, rows=_rows(), now=time.time())
+        refused = _refused()
+        return refused or render_template_string(TABLE, rows=_rows(), now=time.time())
     show = not keyed
     rows = _rows() if show else []
     table = Markup(render_template_string(TABLE, rows=rows, now=time.time())) if show else ""
@@ -78,8 +78,9 @@ def page() -> ResponseReturnValue:
 @bp.post("/status/probe/<path:model_id>")
 def probe(model_id: str) -> ResponseReturnValue:
     """Read a model's app again now (the refresh button): its metadata, through the cache's rebuild."""
-    if not _authorized():
-        return Response("a valid gateway key is needed", status=401, mimetype="text/plain")
+    refused = _refused()
+    if refused is not None:
+        return refused
     state = gateway_state()
     model = state.registry.get(model_id)
     credential = credentials.resolve(request.headers, state.settings)
