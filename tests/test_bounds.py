@@ -336,7 +336,8 @@ def test_the_operator_token_echoed_by_an_app_never_reaches_a_key_holder(make_fau
                                                                         stream, piece):
     """An app that echoes its credential (in any of these forms, streamed in pieces) gives the key
     holder `[redacted]` instead: HF_TOKEN is spent for key holders, never shown to them."""
-    client = make_faulty_app(GATEWAY_API_KEYS=GATEWAY_KEY, HF_TOKEN=OPERATOR_TOKEN).test_client()
+    client = make_faulty_app(GATEWAY_API_KEYS=GATEWAY_KEY, HF_TOKEN=OPERATOR_TOKEN, UPSTREAM_IDLE_TIMEOUT="10",
+                             UPSTREAM_TOTAL_TIMEOUT="30").test_client()     # not the timeouts on a busy machine
     echo = " | ".join(token_forms(OPERATOR_TOKEN)) + " | the end"
     fresh_faulty.apps["faulty"].inject(Fault("stream", message=echo, size=piece))
     resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
