@@ -18,7 +18,7 @@ COMMAND = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 CONTRACT_VARIABLES = {"LISTEN", "PORT", "MODELS_FILE", "BUILTIN_MODELS", "GATEWAY_API_KEYS", "HF_TOKEN",
                       "USE_PROXY", "PROXY_URL", "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_IDLE_TIMEOUT",
                       "UPSTREAM_TOTAL_TIMEOUT", "SSE_KEEPALIVE", "MAX_IMAGE_BYTES", "ALLOW_PRIVATE_IMAGE_URLS",
-                      "HF_ENDPOINT", "LOG_LEVEL"}
+                      "HF_ENDPOINT", "LOG_LEVEL", "MAX_IMAGES_PER_REQUEST", "MAX_UPSTREAM_BYTES"}
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
