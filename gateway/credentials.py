@@ -35,8 +35,10 @@ class Credential:
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
-        """What an app could echo back and the caller must not see (redaction.py)."""
-        return (self.token, self.ip_token)
+        """What an app could echo into its answer and the caller must not see (redaction.py): the
+        operator's token. A caller's own token or X-IP-Token is theirs already (and a pattern
+        built per request for it would cost CPU a caller could multiply)."""
+        return (self.token,) if self.source == "operator" else ()
 
     def anonymous(self) -> "Credential":
         return Credential(None, "anonymous", self.ip_token)

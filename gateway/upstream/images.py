@@ -140,9 +140,9 @@ def fetch_image(session: requests.Session, url: str, *, limit: int, allow_privat
 def check_image_count(messages: list[Any], limit: int) -> None:
     """400 naming the first image_url part past MAX_IMAGES_PER_REQUEST (CONTRACT §3)."""
     seen = 0
-    for i, message in enumerate(messages):
-        parts = message.content if isinstance(message.content, list) else ()
-        for j, part in enumerate(parts):
+    with_parts = [i for i, message in enumerate(messages) if type(message.content) is list]
+    for i in with_parts:
+        for j, part in enumerate(messages[i].content):
             seen += part.type == "image_url"
             if seen > limit:
                 raise InvalidRequest(f"A request may carry at most {limit} images "
