@@ -22,7 +22,7 @@ from tests.conftest import ROOT, Gunicorn, gateway_env
 from tests.generations import venvs
 
 SPACE_APPS = ROOT / "tests" / "generations" / "space_apps.py"
-START_TIMEOUT = float(os.environ.get("GEN_START_TIMEOUT", "240"))   # seven Gradio imports on 2 busy cores
+START_TIMEOUT = float(os.environ.get("GEN_START_TIMEOUT", "600"))   # 7 Gradio imports on 2 shared cores: 1-4 min
 NO_INTERNET = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
                "ALL_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
                "https_proxy": "http://127.0.0.1:9", "all_proxy": "http://127.0.0.1:9"}

@@ -24,7 +24,7 @@ from tests.fixtures_generations import Generation, generations_env, model_id
 from tests.fixtures_mapping import png_bytes
 from tests.generations import venvs
 
-pytestmark = [pytest.mark.generations, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.generations, pytest.mark.timeout(900)]   # the first test starts every version
 
 VERSIONS = list(venvs.ALL)
 MULTIMODAL = [v for v in VERSIONS if tuple(map(int, v.split(".")[:2])) >= (4, 44)]   # multimodal ChatInterface
