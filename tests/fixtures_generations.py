@@ -136,7 +136,9 @@ def generations_env(models_file: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def generations_gateway(generations_models_file: Path) -> Iterator[Gunicorn]:
     """One live gunicorn (two gevent workers) in front of every started version's apps."""
-    server = Gunicorn(generations_env(generations_models_file, SSE_KEEPALIVE="2"), workers=2)
+    # SSE_KEEPALIVE 10: an app error within 10 s is a JSON error with its real status even when streamed
+    # (CONTRACT §4), however slow a loaded machine makes the app.
+    server = Gunicorn(generations_env(generations_models_file, SSE_KEEPALIVE="10"), workers=2)
     try:
         yield server.wait_ready()
     finally:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.conftest import ROOT
 from tests.fixtures_generations import Generation, generations_env, model_id
 from tests.fixtures_mapping import png_bytes
 from tests.generations import venvs
@@ -296,6 +300,18 @@ def test_models_probe_shows_the_gradio_version(generations, generations_models_f
     assert f"Gradio {version}" in result.output, result.output
     if app == "two_step":      # the chain: the follower answers
         assert "/bot" in result.output or "trigger" in result.output.lower(), result.output
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_flask_models_probe_command(generations, version):
+    """The command as operators type it: `flask --app wsgi models probe URL`."""
+    env = {**os.environ, "BUILTIN_MODELS": "false", "NO_PROXY": "127.0.0.1,localhost"}
+    env.pop("MODELS_FILE", None)
+    out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "models", "probe",
+                          generations[version].urls["chat_settings"]], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Gradio {version}" in out.stdout, out.stdout
 
 
 @pytest.mark.parametrize("version", VERSIONS)
