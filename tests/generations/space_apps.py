@@ -295,12 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     while not stop.wait(1):
         pass
-    for demo in demos:
-        try:
-            demo.close()
-        except Exception:   # closing is best effort: the process exits next
-            pass
-    return 0
+
+    def close_all() -> None:
+        for demo in demos:
+            try:
+                demo.close()
+            except Exception:   # closing is best effort: the process exits next
+                pass
+    closer = threading.Thread(target=close_all, daemon=True)
+    closer.start()
+    closer.join(5)          # 3.x's close() can hang on its websocket queue: never outlive SIGTERM by more
+    os._exit(0)
 
 
 if __name__ == "__main__":
