@@ -35,6 +35,7 @@ venvs: install-dev
 
 # PYTEST_ARGS selects, e.g. PYTEST_ARGS="-m 'not generations'".
 test: install-dev venvs
+	bash .ci/debian-packages
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:
