@@ -37,6 +37,7 @@ LOCKS = HERE / "locks"
 # Gradio version -> the --exclude-newer date its lock file was resolved with (a week after its release).
 VERSIONS: dict[str, str] = {
     "3.50.2": "2023-10-26",   # released 2023-10-19
+    "4.8.0": "2023-12-14",    # a release of the first SSE queue (protocol "sse", 4.0-4.8)
     "4.19.2": "2024-02-29",   # 2024-02-22: the last release before /call
     "4.20.1": "2024-03-13",   # 2024-03-06: /call at the root
     "4.44.1": "2024-10-07",   # 2024-09-30: the last 4.x
