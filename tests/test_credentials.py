@@ -186,7 +186,7 @@ def test_token_is_not_carried_across_a_redirect_to_another_host(gateway: Any, fa
         resp = gateway({"m": redirector.url}).post("/v1/chat/completions", json=chat(),
                                                    headers={"X-HF-Token": USER_TOKEN, "X-IP-Token": IP_TOKEN})
         assert resp.status_code == 502, resp.get_json()
-        assert "redirected to another host" in resp.get_json()["error"]["message"]
+        assert "redirect" in resp.get_json()["error"]["message"]
         assert not elsewhere.seen
     finally:
         redirector.stop()

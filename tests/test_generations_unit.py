@@ -34,8 +34,11 @@ class Captured:
         self.base_url = "http://app/"
         self.api_prefix = ""
 
+    def config(self) -> Any:
+        return json.loads((self.folder / "config.json").read_text())
+
     def get_json(self, path: str, what: str, *, prefixed: bool = True) -> Any:
-        return json.loads((self.folder / ("config.json" if what == "config" else "info.json")).read_text())
+        return json.loads((self.folder / "info.json").read_text())
 
 
 def app_of(version: str, name: str) -> Any:

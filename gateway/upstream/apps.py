@@ -118,9 +118,7 @@ class App:
 
 def load_app(base_url: str, gradio: Gradio) -> App:
     """Read /config and /info of the app at base_url."""
-    config = gradio.get_json("config", "config", prefixed=False)
-    if not isinstance(config, dict):
-        raise UpstreamError("The Gradio app's /config is not an object.")
+    config = gradio.config()                        # NotAGradioApp (502) says what answered instead
     prefix = config.get("api_prefix", "")
     if not isinstance(prefix, str):
         prefix = ""

@@ -6,15 +6,17 @@ configuration, a Space's web page given as the app's URL) raises NotAGradioApp s
 """
 from __future__ import annotations
 
+import json
+
 import logging
 from typing import Any
 
 from ..errors import UpstreamError
 from ..schemas import space_page_hint
-from .protocol import Gradio, check_status, mapped_errors
+from .protocol import RedirectRefused, Gradio, check_status, mapped_errors
 
 log = logging.getLogger("gateway.upstream")
-# Every generation's /config has these (3.x through 6.x).
+# Every generation's /config has these (3.x through 6.x); a stand-in may show one of them only.
 GRADIO_CONFIG_KEYS = {"components", "dependencies"}
 
 
@@ -34,27 +36,30 @@ def not_gradio(base_url: str, what_answered: str) -> NotAGradioApp:
 
 
 def looks_like_gradio_config(body: Any) -> bool:
-    return isinstance(body, dict) and GRADIO_CONFIG_KEYS <= set(body)
+    return isinstance(body, dict) and bool(GRADIO_CONFIG_KEYS & set(body))
 
 
 def gradio_config(gradio: Gradio) -> dict[str, Any]:
-    """The app's /config, or NotAGradioApp naming what answered instead."""
+    """The app's /config, or NotAGradioApp naming what answered instead. Read like every app
+    answer: within MAX_UPSTREAM_BYTES, redirects followed on the app's own host only."""
     what = "config"
     with mapped_errors(what):
-        resp = gradio.session.get(gradio.base_url + "config", headers=gradio.headers, timeout=gradio.timeout,
-                                  allow_redirects=False)
+        try:
+            resp = gradio._send("GET", gradio.base_url + "config", stream=True)   # noqa: SLF001
+        except RedirectRefused:
+            raise not_gradio(gradio.base_url, "/config redirects elsewhere") from None
         kind = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if resp.status_code in (404, 405, 410):
+            resp.close()
             raise not_gradio(gradio.base_url, f"/config answered HTTP {resp.status_code}")
-        if 300 <= resp.status_code < 400:
-            raise not_gradio(gradio.base_url, f"/config redirects elsewhere (HTTP {resp.status_code})")
-        check_status(resp, what)
-        if kind == "text/html":
-            raise not_gradio(gradio.base_url, "/config answered with an HTML page")
-        try:
-            body = resp.json()
-        except ValueError:
-            raise not_gradio(gradio.base_url, f"/config is not JSON ({kind or 'no content type'})") from None
+        gradio._check(resp, what)                                                  # noqa: SLF001
+        raw = gradio._read(resp, what)                                             # noqa: SLF001
+    if kind == "text/html":
+        raise not_gradio(gradio.base_url, "/config answered with an HTML page")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise not_gradio(gradio.base_url, f"/config is not JSON ({kind or 'no content type'})") from None
     if not looks_like_gradio_config(body):
         raise not_gradio(gradio.base_url, "/config is JSON but not a Gradio configuration "
                                           "(no components or dependencies)")

@@ -34,6 +34,10 @@ RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.
 RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
 
 
+class RedirectRefused(UpstreamError):
+    """502: the app redirected off its own host (CONTRACT §11), which the gateway does not follow."""
+
+
 class UpstreamUnreachable(UpstreamUnavailable):
     """503 for a failure before the app could see the request: nothing connected, or the host's
     front (a load balancer, the Space's proxy) answered 502/503. Safe to retry: no prompt ran."""
@@ -223,6 +227,11 @@ class Gradio:
     def url(self, path: str) -> str:
         return self.base_url + (self.api_prefix + path).lstrip("/")
 
+    def config(self) -> dict[str, Any]:
+        """The app's /config (diagnose.gradio_config: NotAGradioApp says what answered instead)."""
+        from .diagnose import gradio_config   # noqa: PLC0415 - diagnose builds on this module
+        return gradio_config(self)
+
     def get_json(self, path: str, what: str, *, prefixed: bool = True) -> Any:
         url = self.url(path) if prefixed else self.base_url + path.lstrip("/")
         with mapped_errors(what):
@@ -330,8 +339,8 @@ class Gradio:
         same_host = there.hostname == here.hostname and there.port == here.port and \
             there.scheme in (here.scheme, "https")
         if not same_host or getattr(self, "_hops", 0) >= 3:
-            raise UpstreamError("The Gradio app redirected to another host; the gateway does not follow "
-                                "an app's redirect off its own host.")
+            raise RedirectRefused("The Gradio app redirected to another host; the gateway does not follow "
+                                  "an app's redirect off its own host.")
         self._hops = getattr(self, "_hops", 0) + 1
         try:
             if resp.status_code == 303 or resp.status_code in (301, 302) and method == "POST":
