@@ -16,7 +16,7 @@ from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQ
 from ..registry import Model
 from ..schemas import ChatRequest
 from .apps import App, load_app
-from .cache import AppCache
+from .cache import PUBLIC, AppCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
 from .images import UploadOnce, fetch_image, file_name, guard_image_session
@@ -156,10 +156,14 @@ class Upstream:
 
     def _api_changed(self, model: Model, credential: Credential, stale: App) -> bool:
         """Rebuild the app's metadata (once for all callers) and tell whether its API changed."""
+        key = self._app_key(model, credential)
+        # A public app's shared entry is read anonymously, as it was built (cache.AppCache).
+        reader = credential if key[1] != PUBLIC else credential.anonymous()
+
         def build() -> App:
-            return load_app(stale.base_url, self._gradio(stale.base_url, credential))
+            return load_app(stale.base_url, self._gradio(stale.base_url, reader))
         try:
-            fresh = self.apps.refresh(self._app_key(model, credential), stale, build)
+            fresh = self.apps.refresh(key, stale, build)
         except GatewayError:
             return False
         return fresh.signature != stale.signature
