@@ -38,6 +38,9 @@ class Settings:
     max_body_bytes: int = 10 * MIB
     cache_size: int = 256
     cache_ttl: float = 300.0
+    redis_url: str | None = field(default=None, repr=False)   # may carry a password
+    keys_file: str | None = None
+    allow_any_space: bool = False
 
     @property
     def proxies(self) -> dict[str, str]:
@@ -85,6 +88,17 @@ def _proxy(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = (env.get("REDIS_URL") or "").strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        # The URL may carry a password: name the scheme only.
+        raise ConfigError(f"REDIS_URL: must be a redis://, rediss:// or unix:// URL "
+                          f"(scheme given: {urlsplit(url).scheme or 'none'!r})")
+    return url
+
+
 def _words(raw: str | None) -> tuple[str, ...]:
     return tuple(w.strip() for w in (raw or "").split(",") if w.strip())
 
@@ -119,4 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         log_format=log_format,
         cors_origins=_words(env.get("CORS_ORIGINS")),
+        redis_url=_redis_url(env),
+        keys_file=(env.get("KEYS_FILE") or "").strip() or None,
+        allow_any_space=_flag(env, "ALLOW_ANY_SPACE", False),
     )
