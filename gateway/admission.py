@@ -88,6 +88,7 @@ class Ticket:
                 self._refuse("streams", f"{key.concurrent_streams} concurrent streams", None, retry_after=1)
         if key.requests_per_minute:
             self.requests = self.state.hit(RateLimitItemPerMinute(key.requests_per_minute), "requests", key.name)
+            assert self.requests is not None
             if not self.requests.allowed:
                 self.release()
                 self._refuse("requests", "requests per minute", self.requests)
@@ -117,7 +118,7 @@ class Ticket:
         KEY_TOKENS.labels(self.key.name).inc(tokens)
         if self.key.tokens_per_day and tokens > 0:
             self.state.hit(RateLimitItemPerDay(self.key.tokens_per_day), "tokens", self.key.name,
-                           moving=False, cost=tokens)
+                           moving=False, cost=tokens, stats=False)     # the headers went out already
 
     def follow(self, chat: Any, run: Any) -> Any:
         """The run, metered: when its events end, the estimated usage is spent."""

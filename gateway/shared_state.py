@@ -4,7 +4,7 @@ Without REDIS_URL the state lives in this process (each gunicorn worker keeps it
 With it, every operation goes to Redis, atomically (a Lua script or a MULTI), so that
 limits and cooldowns hold across workers and instances. When Redis cannot be reached the
 operation is done on this process's own state instead: the request is served, one log
-line says so (and one more when Redis is back), and `gateway_shared_state_up` drops to 0.
+line says so (and one more when Redis is back), and `gateway_redis_unreachable` is 1.
 Redis is tried again every RETRY_EVERY seconds; redis-py reconnects by itself.
 
 Request and token limits are the `limits` package (the one behind flask-limiter) over
@@ -37,8 +37,10 @@ RETRY_EVERY = 1.0           # seconds between attempts to reach Redis again afte
 REDIS_TIMEOUT = 0.5         # seconds: a hung Redis costs a request at most this, once per RETRY_EVERY
 STRIKES_TTL = 3600          # a Space's strikes (for growing cooldowns) are forgotten after an hour
 
-STATE_UP = Gauge("gateway_shared_state_up", "1 while REDIS_URL's Redis answers (or is not used), 0 while "
-                 "the gateway serves on local state.", multiprocess_mode="livemin")
+# "Down" rather than "up": a process that imports this module and never uses it (gunicorn's
+# configuration check) leaves a 0 behind, which a max ignores and a min would not.
+STATE_DOWN = Gauge("gateway_redis_unreachable", "1 while a worker cannot reach REDIS_URL's Redis and serves "
+                   "on its own local state; 0 otherwise.", multiprocess_mode="livemax")
 STATE_FALLBACKS = Counter("gateway_shared_state_fallbacks", "Operations done on local state because Redis "
                           "could not be reached.")
 
@@ -148,7 +150,7 @@ class SharedState:
         self._down_until = 0.0          # monotonic: until then, go straight to local state
         self._down = False
         self._lock = threading.Lock()
-        STATE_UP.set(1)
+        STATE_DOWN.set(0)
         if redis_url:
             options: dict[str, Any] = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
             self._redis = redis.Redis.from_url(redis_url, **options)
@@ -185,7 +187,7 @@ class SharedState:
             with self._lock:
                 was_down, self._down = self._down, False
             if was_down:
-                STATE_UP.set(1)
+                STATE_DOWN.set(0)
                 log.warning("Redis at REDIS_URL is reachable again: limits, cooldowns and usage are shared again")
         return value, True
 
@@ -194,21 +196,25 @@ class SharedState:
             self._down_until = time.monotonic() + RETRY_EVERY
             was_down, self._down = self._down, True
         if not was_down:
-            STATE_UP.set(0)
+            STATE_DOWN.set(1)
             reason = type(getattr(exc, "__cause__", None) or exc).__name__
             log.warning("Redis at REDIS_URL is unreachable (%s): serving on this process's local state "
                         "until it is back", reason)
 
     # ------------------------------------------------------------ request and token limits
 
-    def hit(self, item: limits.RateLimitItem, *ids: str, moving: bool = True, cost: int = 1) -> Window:
-        """Take `cost` from a limit (moving window for requests, fixed for tokens); the window after."""
+    def hit(self, item: limits.RateLimitItem, *ids: str, moving: bool = True, cost: int = 1,
+            stats: bool = True) -> Window | None:
+        """Take `cost` from a limit (moving window for requests, fixed for tokens); the window after
+        (unless stats=False: one round trip less where nobody reads it)."""
         index = 0 if moving else 1
 
-        def run(limiter: Any) -> Window:
+        def run(limiter: Any) -> Window | None:
             allowed = limiter.hit(item, *ids, cost=cost)
-            stats = limiter.get_window_stats(item, *ids)
-            return Window(item.amount, stats.remaining, stats.reset_time, allowed)
+            if not stats:
+                return None
+            stats_ = limiter.get_window_stats(item, *ids)
+            return Window(item.amount, stats_.remaining, stats_.reset_time, allowed)
         return self._either(lambda: run(self._remote_limiters[index]),
                             lambda: run(self._local_limiters[index]))[0]
 

@@ -72,3 +72,29 @@ class RedisServer:
     def commands_processed(self) -> int:
         """Redis's own count of the commands it ran (a script call counts once)."""
         return int(self.client().info("stats")["total_commands_processed"])
+
+    def round_trips(self, work) -> list[str]:  # type: ignore[no-untyped-def]
+        """The commands clients sent while work() ran (MONITOR; commands run by scripts left out)."""
+        import threading
+        seen: list[str] = []
+        ready = threading.Event()
+        marker = "round-trips-done"
+
+        def watch() -> None:
+            with self.client().monitor() as monitor:
+                ready.set()
+                for entry in monitor.listen():
+                    if marker in entry["command"]:
+                        return
+                    if entry.get("client_type") != "lua":
+                        seen.append(entry["command"])
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        ready.wait(10)
+        self.client().ping()           # MONITOR is on once the server answered its OK: sync on it
+        try:
+            work()
+        finally:
+            self.client().echo(marker)
+            thread.join(10)
+        return [c for c in seen if c != "PING"]

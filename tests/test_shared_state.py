@@ -94,13 +94,13 @@ def test_redis_going_away_costs_nothing_and_it_reconnects_by_itself(
         assert state.cool("team/one", 30, "quota", base=5, cap=300).remaining > 0
         assert set(state.cooling(["team/one"])[0]) == {"team/one"}
     assert not state.up
-    assert shared_state.STATE_UP._value.get() == 0
+    assert shared_state.STATE_DOWN._value.get() == 1
     down = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(down) == 1, [r.getMessage() for r in caplog.records]      # one line, not one per request
     caplog.clear()
     redis_server.start()
     with caplog.at_level(logging.WARNING, logger="gateway.state"):
         assert state.hit(item, "r", "k").allowed
-    assert state.up and shared_state.STATE_UP._value.get() == 1
+    assert state.up and shared_state.STATE_DOWN._value.get() == 0
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     assert redis_server.client().dbsize() > 0                  # the state is in Redis again
