@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install install-dev venvs serve demo test bench soak clean
+.PHONY: install install-dev venvs redis-server serve demo test bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ demo: install-dev
 venvs: install-dev
 	$(BIN)/python -m tests.generations.venvs --all
 
+# A real redis-server for the tests of REDIS_URL (tests/redis_server.py starts and stops it):
+# Debian's package, installed when missing (CI runs as root).
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
 # PYTEST_ARGS selects, e.g. PYTEST_ARGS="-m 'not generations'".
-test: install-dev venvs
+test: install-dev venvs redis-server
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -218,3 +218,19 @@ def wait_until(predicate: Any, deadline: float, explain: Any = None) -> None:
         if time.monotonic() > end:
             raise AssertionError(f"condition not reached in time: {explain() if explain else ''}")
         time.sleep(0.05)           # polling a condition, with a deadline
+
+
+def test_the_compose_file_runs_redis_and_two_gateways_behind_a_balancer() -> None:
+    folder = Path(__file__).resolve().parent.parent / "deploy" / "many-gateways"
+    services = yaml.safe_load((folder / "compose.yml").read_text())["services"]
+    gateways = [s for name, s in services.items() if name.startswith("gateway-")]
+    assert len(gateways) == 2 and "redis" in services and "balancer" in services
+    assert all(g["environment"]["REDIS_URL"] == "redis://redis:6379/0" for g in gateways)
+    assert all(g["command"] == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"] for g in gateways)
+    nginx = (folder / "nginx.conf").read_text()
+    assert "server gateway-1:8000" in nginx and "server gateway-2:8000" in nginx
+    assert "proxy_buffering off" in nginx
+    from gateway.keys import parse_keys
+    from gateway.registry import _parse
+    assert parse_keys((folder / "keys.yaml").read_text(), "keys.yaml", {})
+    assert len(_parse((folder / "models.yaml").read_text(), "models.yaml")["gemma-2-2b-pool"].members) == 3
