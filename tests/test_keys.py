@@ -160,3 +160,10 @@ def test_per_key_metrics_name_the_key_never_the_key_itself(keyed: Any) -> None:
     assert 'gateway_key_requests_total{key="team-a",outcome="limited_requests"}' in text
     assert 'gateway_key_tokens_total{key="team-a"}' in text
     assert TEAM_A not in text and sha(TEAM_A) not in text
+
+
+def test_an_unreadable_keys_file_stops_start_up_naming_it(tmp_path: Path) -> None:
+    from gateway import create_app
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=rf"^KEYS_FILE {missing}: cannot be read: No such file or directory"):
+        create_app(env={"KEYS_FILE": str(missing), "BUILTIN_MODELS": "false"})

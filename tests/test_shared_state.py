@@ -104,3 +104,19 @@ def test_redis_going_away_costs_nothing_and_it_reconnects_by_itself(
     assert state.up and shared_state.STATE_DOWN._value.get() == 0
     assert any("reachable again" in r.getMessage() for r in caplog.records)
     assert redis_server.client().dbsize() > 0                  # the state is in Redis again
+
+
+def test_a_gateway_starts_and_serves_when_redis_is_down_from_the_start(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.conftest import free_port
+    state = SharedState(f"redis://127.0.0.1:{free_port()}/0")        # nothing listens there
+    with caplog.at_level(logging.WARNING, logger="gateway.state"):
+        assert state.hit(RateLimitItemPerMinute(5), "r", "k").allowed
+    assert not state.up
+    assert any("unreachable" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis//x"])
+def test_a_redis_url_that_is_not_one_stops_start_up_naming_the_variable(url: str) -> None:
+    from gateway.config import ConfigError, load_settings
+    with pytest.raises(ConfigError, match=r"^REDIS_URL: must be a redis://, rediss:// or unix:// URL"):
+        load_settings({"REDIS_URL": url})
