@@ -33,6 +33,13 @@ class Credential:
             return "anonymous"
         return hashlib.sha256(self.token.encode()).hexdigest()[:16]
 
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """What an app could echo into its answer and the caller must not see (redaction.py): the
+        operator's token. A caller's own token or X-IP-Token is theirs already (and a pattern
+        built per request for it would cost CPU a caller could multiply)."""
+        return (self.token,) if self.source == "operator" else ()
+
     def anonymous(self) -> "Credential":
         return Credential(None, "anonymous", self.ip_token)
 

@@ -5,8 +5,9 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
 from .. import admission, credentials, payloads, sse
-from ..http import gateway_state, load_body, observe_run, observe_stream, request_id
+from ..http import gateway_state, load_body, note_requested_model, observe_run, observe_stream, request_id
 from ..schemas import ChatRequestSchema
+from ..upstream.images import check_image_count
 
 bp = Blueprint("completions", __name__)
 chat_schema = ChatRequestSchema()
@@ -17,6 +18,8 @@ def create_chat_completion() -> ResponseReturnValue:
     """Create a chat completion, as JSON or as an SSE stream."""
     state = gateway_state()
     chat = load_body(chat_schema)                                   # 400 on bad input
+    note_requested_model(chat.model)                                # the access line names it
+    check_image_count(chat.messages, state.settings.max_images_per_request)
     model = state.registry.get(chat.model)                          # 404 on unknown model
     ticket = admission.admit(state, model.id)                       # 404/429 by the key's allow-list and limits
     credential = credentials.resolve(request.headers, state.settings, ticket.hf_token)
