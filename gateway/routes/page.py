@@ -13,7 +13,7 @@ from flask import Blueprint, Response, render_template_string, request
 from markupsafe import Markup
 from flask.typing import ResponseReturnValue
 
-from .. import admission, status
+from .. import admission, credentials, status
 from ..errors import GatewayError, error_response
 from ..http import gateway_state, request_id
 from ..upstream.apps import PROTOCOL_TEXT
