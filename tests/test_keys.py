@@ -167,3 +167,12 @@ def test_an_unreadable_keys_file_stops_start_up_naming_it(tmp_path: Path) -> Non
     missing = tmp_path / "nope.yaml"
     with pytest.raises(ConfigError, match=rf"^KEYS_FILE {missing}: cannot be read: No such file or directory"):
         create_app(env={"KEYS_FILE": str(missing), "BUILTIN_MODELS": "false"})
+
+
+def test_the_status_page_takes_keys_of_the_keys_file(keyed: Any) -> None:
+    client = keyed([{"name": "team-a", "key": TEAM_A}])
+    assert client.get("/?part=models").status_code == 401
+    assert client.get("/?part=models", headers={"Authorization": "Bearer sk-wrong-key-123"}).status_code == 401
+    resp = client.get("/?part=models", headers={"Authorization": f"Bearer {TEAM_A}"})
+    assert resp.status_code == 200 and "steady" in resp.get_data(as_text=True)
+    assert "steady" not in client.get("/").get_data(as_text=True)      # nothing private without a key

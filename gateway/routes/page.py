@@ -84,7 +84,7 @@ def probe(model_id: str) -> ResponseReturnValue:
         return refused
     state = gateway_state()
     model = state.registry.get(model_id)
-    credential = credentials.resolve(request.headers, state.settings)
+    credential = credentials.resolve(request.headers, state.settings, admission.hf_token(admission.current_key()))
     try:
         key = state.upstream._app_key(model, credential)          # noqa: SLF001 - the cache's own key
         state.upstream.apps.invalidate(key)
