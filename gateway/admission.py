@@ -22,6 +22,7 @@ from .keys import Key, KeyRing
 from .payloads import usage
 from .shared_state import SharedState, Window
 from .upstream.deltas import Delta
+from .upstream.run import Run
 
 KEY_REQUESTS = Counter("gateway_key_requests", "Completions asked for with a gateway key, by the key's name "
                        "and outcome (admitted, or the limit that refused it).", ["key", "outcome"])
@@ -149,8 +150,7 @@ class MeteredRun:
             self._ticket.spend(usage(self._chat, "".join(text))["total_tokens"])
 
     def result(self) -> tuple[str, str, str]:
-        from .upstream.run import Run
-        return Run.result(self)  # type: ignore[arg-type]   # over the metered events
+        return Run.result(self)  # type: ignore[arg-type]   # the Run's own loop, over the metered events
 
 
 def admit(state: Any, model_id: str) -> Ticket:

@@ -3,7 +3,6 @@ metrics, through Flask's test client in front of the misbehaving stand-in (local
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
