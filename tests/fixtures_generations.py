@@ -22,7 +22,7 @@ from tests.conftest import ROOT, Gunicorn, gateway_env
 from tests.generations import venvs
 
 SPACE_APPS = ROOT / "tests" / "generations" / "space_apps.py"
-START_TIMEOUT = float(os.environ.get("GEN_START_TIMEOUT", "240"))   # seven Gradio imports on 2 busy cores
+START_TIMEOUT = float(os.environ.get("GEN_START_TIMEOUT", "600"))   # 7 Gradio imports on 2 shared cores: 1-4 min
 NO_INTERNET = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
                "ALL_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
                "https_proxy": "http://127.0.0.1:9", "all_proxy": "http://127.0.0.1:9"}
@@ -136,7 +136,9 @@ def generations_env(models_file: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def generations_gateway(generations_models_file: Path) -> Iterator[Gunicorn]:
     """One live gunicorn (two gevent workers) in front of every started version's apps."""
-    server = Gunicorn(generations_env(generations_models_file, SSE_KEEPALIVE="2"), workers=2)
+    # SSE_KEEPALIVE 10: an app error within 10 s is a JSON error with its real status even when streamed
+    # (CONTRACT §4), however slow a loaded machine makes the app.
+    server = Gunicorn(generations_env(generations_models_file, SSE_KEEPALIVE="10"), workers=2)
     try:
         yield server.wait_ready()
     finally:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -20,11 +23,12 @@ from typing import Any
 import openai
 import pytest
 
+from tests.conftest import ROOT
 from tests.fixtures_generations import Generation, generations_env, model_id
 from tests.fixtures_mapping import png_bytes
 from tests.generations import venvs
 
-pytestmark = [pytest.mark.generations, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.generations, pytest.mark.timeout(900)]   # the first test starts every version
 
 VERSIONS = list(venvs.ALL)
 MULTIMODAL = [v for v in VERSIONS if tuple(map(int, v.split(".")[:2])) >= (4, 44)]   # multimodal ChatInterface
@@ -296,6 +300,18 @@ def test_models_probe_shows_the_gradio_version(generations, generations_models_f
     assert f"Gradio {version}" in result.output, result.output
     if app == "two_step":      # the chain: the follower answers
         assert "Chain:" in result.output and "whose output is the answer" in result.output, result.output
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_flask_models_probe_command(generations, version):
+    """The command as operators type it: `flask --app wsgi models probe URL`."""
+    env = {**os.environ, "BUILTIN_MODELS": "false", "NO_PROXY": "127.0.0.1,localhost"}
+    env.pop("MODELS_FILE", None)
+    out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "models", "probe",
+                          generations[version].urls["chat_settings"]], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"Gradio {version}" in out.stdout, out.stdout
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -39,6 +39,8 @@ for _key, _value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
     os.environ.setdefault(_key, _value)
 
 import gradio as gr  # noqa: E402
+import httpx  # noqa: E402  (a dependency of every Gradio since 3.x)
+from gradio import networking  # noqa: E402
 
 VERSION = tuple(int(p) for p in gr.__version__.split(".")[:2])
 MESSAGES = VERSION >= (5, 0)          # history format of ChatInterface and Chatbot: messages from 5.x on
@@ -235,6 +237,24 @@ def queue(demo) -> None:
         demo.queue(concurrency_count=32)
 
 
+def patient_url_ok(url: str) -> bool:
+    """launch() checks that its own server answers a HEAD within 3 s, else refuses to start ("When
+    localhost is not accessible, a shareable link must be created"): on 2 cores shared by seven Gradio
+    versions at start-up that check fails. Same check, with the patience a loaded machine needs."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.head(url, timeout=30, trust_env=False).status_code < 500:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+networking.url_ok = patient_url_ok
+
+
 def launch(demo) -> str:
     for attempt in range(5):
         port = free_port()
@@ -275,12 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     while not stop.wait(1):
         pass
-    for demo in demos:
-        try:
-            demo.close()
-        except Exception:   # closing is best effort: the process exits next
-            pass
-    return 0
+
+    def close_all() -> None:
+        for demo in demos:
+            try:
+                demo.close()
+            except Exception:   # closing is best effort: the process exits next
+                pass
+    closer = threading.Thread(target=close_all, daemon=True)
+    closer.start()
+    closer.join(5)          # 3.x's close() can hang on its websocket queue: never outlive SIGTERM by more
+    os._exit(0)
 
 
 if __name__ == "__main__":

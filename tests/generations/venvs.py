@@ -37,6 +37,7 @@ LOCKS = HERE / "locks"
 # Gradio version -> the --exclude-newer date its lock file was resolved with (a week after its release).
 VERSIONS: dict[str, str] = {
     "3.50.2": "2023-10-26",   # released 2023-10-19
+    "4.8.0": "2023-12-14",    # a release of the first SSE queue (protocol "sse", 4.0-4.8)
     "4.19.2": "2024-02-29",   # 2024-02-22: the last release before /call
     "4.20.1": "2024-03-13",   # 2024-03-06: /call at the root
     "4.44.1": "2024-10-07",   # 2024-09-30: the last 4.x
@@ -151,8 +152,10 @@ def ensure(version: str) -> Path:
             venv = tmp / "venv"
             subprocess.run([uv(), "venv", "-q", "--relocatable", "--python", base_python(), str(venv)],
                            check=True, env=uv_env(), stdout=subprocess.DEVNULL)
-            # sync: exactly the lock file, nothing more, nothing resolved again.
-            out = subprocess.run([uv(), "pip", "sync", "-q", "--compile-bytecode", "--python", str(venv / "bin" / "python"),
+            # sync: exactly the lock file, nothing more, nothing resolved again. No --compile-bytecode:
+            # it compiled every file of every package (minutes on 2 busy cores); the import check below
+            # compiles what the apps import, once.
+            out = subprocess.run([uv(), "pip", "sync", "-q", "--python", str(venv / "bin" / "python"),
                                   str(lock_path(version))],
                                  env=uv_env(), capture_output=True, text=True)
             if out.returncode:
@@ -188,15 +191,15 @@ def ensure_all(versions: list[str], jobs: int | None = None) -> dict[str, Path]:
     started = time.monotonic()
     pythons: dict[str, Path] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or max(1, len(missing))) as pool:
-        futures = {v: pool.submit(ensure, v) for v in versions}
+        futures = {v: pool.submit(ensure, v) for v in missing}
         pending = set(futures.values())
         while pending:      # no silent multi-minute installs: say what is still building
             _, pending = concurrent.futures.wait(pending, timeout=15)
             if pending:
                 still = [v for v, f in futures.items() if f in pending]
                 _log(f"still building {', '.join(still)} ({time.monotonic() - started:.0f} s)")
-        for version, future in futures.items():
-            pythons[version] = future.result()
+        for version in versions:
+            pythons[version] = futures[version].result() if version in futures else ensure(version)
     if missing:
         _log(f"all built in {time.monotonic() - started:.0f} s")
     return pythons
