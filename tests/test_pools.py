@@ -10,12 +10,14 @@ import pytest
 import yaml
 
 from gateway import create_app
-from tests.fixtures_faults import FAULT_TIMEOUTS
 from tests.fixtures_upstream import chat
 from tests.standins.faulty import Fault, FaultyGradio
 from tests.standins.hub import Space, StandInHub
 
 MEMBERS = ("pool-one", "pool-two", "pool-three")
+# Generous: nothing here waits on a timeout, and the machine may be busy.
+TIMEOUTS = {"UPSTREAM_CONNECT_TIMEOUT": "5", "UPSTREAM_IDLE_TIMEOUT": "10", "UPSTREAM_TOTAL_TIMEOUT": "30",
+            "SSE_KEEPALIVE": "5"}
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def pooled(pool_apps: FaultyGradio, hub: StandInHub, tmp_path: Path):
         path = tmp_path / "models.yaml"
         path.write_text(yaml.safe_dump({"models": models}))
         app = create_app({"TESTING": True}, env={"MODELS_FILE": str(path), "BUILTIN_MODELS": "false",
-                                                  "HF_ENDPOINT": hub.url, **FAULT_TIMEOUTS, **env})
+                                                  "HF_ENDPOINT": hub.url, **TIMEOUTS, **env})
         return app, app.test_client()
     return make
 

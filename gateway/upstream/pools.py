@@ -39,12 +39,12 @@ class Pools:
 
     def __init__(self, shared: SharedState) -> None:
         self.shared = shared
-        self._turn = itertools.count()      # balance: round robin, per process
+        self._turns: dict[str, itertools.count[int]] = {}     # balance: round robin per model, per process
 
     def order(self, model: Model) -> list[str]:
         members = list(model.members)
         if model.strategy == "balance" and len(members) > 1:
-            start = next(self._turn) % len(members)
+            start = next(self._turns.setdefault(model.id, itertools.count())) % len(members)
             members = members[start:] + members[:start]
         return members
 
