@@ -187,3 +187,21 @@ def test_any_space_is_mapped_on_demand_only_when_allowed(pooled: Any, pool_apps:
         assert client.post("/v1/chat/completions", json=chat(model=bad)).status_code == 404
     assert client.post("/v1/chat/completions", json=chat(model="hf:team/missing")).status_code == 401
     assert "hf:team/pool-three" not in client.get("/v1/models").get_data(as_text=True)
+
+
+def test_a_zerogpu_quota_error_before_any_output_moves_on_though_the_job_was_accepted(
+        pooled: Any, pool_apps: FaultyGradio) -> None:
+    """ZeroGPU refuses to run the prompt: an `error` event on an accepted job, nothing generated."""
+    from tests.standins.fake_gradio import FakeGradio, Script
+    out_of_quota = FakeGradio(Script(events=[("error", {
+        "error": "You have exceeded your GPU quota (60s requested vs. 12s left). Try again in 0:03:00",
+        "title": "ZeroGPU quota exceeded"})]))
+    try:
+        app, client = pooled({"m": {"spaces": [out_of_quota.url, "team/pool-two"]}})
+        resp = client.post("/v1/chat/completions", json=chat(model="m"))
+        assert resp.status_code == 200, resp.get_json()
+        assert len(out_of_quota.calls()) == 1 and calls(pool_apps, "pool-two") == 1
+        cooling = cooldowns(app, "m")[out_of_quota.url]
+        assert cooling.reason == "quota" and 175 < cooling.remaining <= 180        # its own "Try again in"
+    finally:
+        out_of_quota.stop()
