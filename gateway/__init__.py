@@ -8,14 +8,16 @@ from typing import Any, Mapping
 from flask import Blueprint, Flask, request
 from werkzeug.exceptions import HTTPException
 
-from . import cli, credentials, openapi
+from . import admission, cli, openapi
 from .config import ConfigError, Settings, load_settings
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, RequestTooLarge, error_response
 from .http import (add_cors_headers, add_request_id_header, begin_exchange, check_body_size, current_exchange,
                    finish_exchange, request_id)
+from .keys import KeyRing, load_keys
 from .logs import configure_logging, hide_query_strings
 from .registry import Registry, load_registry
 from .routes import completions, health, meta, models, page
+from .shared_state import SharedState
 from .upstream import Upstream
 
 __all__ = ["create_app", "Gateway", "ConfigError", "Settings"]
@@ -32,6 +34,8 @@ class GatewayState:
     upstream: Upstream
     url_prefix: str = ""
     openapi: dict[str, Any] = field(default_factory=dict)
+    keys: KeyRing = field(default_factory=lambda: KeyRing([]))      # KEYS_FILE (CONTRACT §10)
+    shared: SharedState = field(default_factory=SharedState)       # REDIS_URL, or this process
 
 
 def from_http_exception(exc: HTTPException) -> GatewayError:
@@ -75,8 +79,9 @@ class Gateway:
             raise RuntimeError("The gateway is already registered on this app.")
         settings = settings or self.settings or load_settings()
         prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
-        state = GatewayState(settings, load_registry(settings), Upstream(settings), prefix,
-                             openapi.build(prefix))
+        shared = SharedState(settings.redis_url)
+        state = GatewayState(settings, load_registry(settings), Upstream(settings, shared), prefix,
+                             openapi.build(prefix), load_keys(settings), shared)
         app.extensions[EXTENSION] = state
         hide_query_strings()              # an embedding host's DEBUG logs get no signed URLs either
         app.register_blueprint(_api_blueprint(state))
@@ -92,11 +97,12 @@ def _api_blueprint(state: GatewayState) -> Blueprint:
     def guard() -> None:
         begin_exchange(state.upstream.apps)
         if request.method != "OPTIONS":   # a CORS preflight carries no credentials
-            credentials.check_api_key(request.headers, state.settings)
+            admission.authenticate(request.headers, state.settings, state.keys)
         check_body_size(state.settings.max_body_bytes)
 
     api.after_request(partial(add_cors_headers, origins=state.settings.cors_origins))
     api.after_request(finish_exchange)
+    api.after_request(partial(admission.add_ratelimit_headers, state=state))
     api.after_request(add_request_id_header)
     api.register_error_handler(Exception, render_error)
     return api

@@ -60,9 +60,11 @@ def banner(settings: Settings, registry: Registry) -> list[str]:
     server = settings.server
     host = settings.listen if ":" not in settings.listen else f"[{settings.listen}]"
     shown = "127.0.0.1" if settings.listen in {"0.0.0.0", "::"} else host
-    mode = (f"keyed ({len(settings.api_keys)} gateway key{'s' if len(settings.api_keys) != 1 else ''}; "
-            f"HF_TOKEN {'spent for keyed callers' if settings.hf_token else 'not set'})"
-            if settings.api_keys else "open (no GATEWAY_API_KEYS: anyone who reaches the port may call /v1)")
+    keys = f"{len(settings.api_keys)} gateway key{'s' if len(settings.api_keys) != 1 else ''}"
+    if settings.keys_file:
+        keys = f"KEYS_FILE {settings.keys_file}" + (f" and {keys}" if settings.api_keys else "")
+    mode = (f"keyed ({keys}; HF_TOKEN {'spent for keyed callers' if settings.hf_token else 'not set'})"
+            if settings.api_keys or settings.keys_file else "open (no GATEWAY_API_KEYS: anyone who reaches the port may call /v1)")
     return [
         f"gradio-chat-gateway {version()} listening on http://{host}:{settings.port} "
         f"(API base http://{shown}:{settings.port}/v1); {server.workers} gevent worker"
@@ -77,11 +79,11 @@ def banner(settings: Settings, registry: Registry) -> list[str]:
 def warnings(settings: Settings) -> list[str]:
     """The traps an operator falls into first."""
     found = []
-    if settings.hf_token and not settings.api_keys:
+    if settings.hf_token and not settings.api_keys and not settings.keys_file:
         found.append("HF_TOKEN is set but GATEWAY_API_KEYS is not: an open gateway never spends the "
                      "operator's token (callers use their own hf_ token or none), so private Spaces "
                      "answer 401; set GATEWAY_API_KEYS to let known callers use HF_TOKEN")
-    if not settings.api_keys and not is_loopback(settings.listen):
+    if not settings.api_keys and not settings.keys_file and not is_loopback(settings.listen):
         found.append(f"open gateway bound to {settings.listen}: anyone who can reach port {settings.port} "
                      "can use it (and any hf_ token they send); set GATEWAY_API_KEYS, or LISTEN=127.0.0.1")
     return found

@@ -21,6 +21,7 @@ from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message, space_pag
 from .upstream.detect import FLAG_INPUTS, describe, history_format, missing_flag_names, takes_files
 from .upstream.diagnose import NotAGradioApp, gradio_config
 from .upstream.mapping import Plan, build_plan
+from .upstream.pools import pool_lines
 from .upstream.protocol import Gradio
 
 models_cli = AppGroup("models", help="Inspect how the gateway maps models onto their Gradio apps.")
@@ -240,6 +241,8 @@ def check_command() -> None:
         else:
             failed += 1
             click.echo(f"FAIL  {model.id}: {'; '.join(probe.problems)}")
+        for line in pool_lines(gateway_state().upstream.pools, model):
+            click.echo(line)
     click.echo(f"{len(registry) - failed} of {len(registry)} models map cleanly.")
     if failed:
         click.get_current_context().exit(1)

@@ -44,6 +44,9 @@ class Settings:
     max_body_bytes: int = 10 * MIB
     cache_size: int = 256
     cache_ttl: float = 300.0
+    redis_url: str | None = field(default=None, repr=False)   # may carry a password
+    keys_file: str | None = None
+    allow_any_space: bool = False
     hub_timeout: float = 30.0
     stream_status: str = "off"
     server: "ServerSettings" = field(default_factory=lambda: ServerSettings())
@@ -106,6 +109,17 @@ def _proxy(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = (env.get("REDIS_URL") or "").strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        # The URL may carry a password: name the scheme only.
+        raise ConfigError(f"REDIS_URL: must be a redis://, rediss:// or unix:// URL "
+                          f"(scheme given: {urlsplit(url).scheme or 'none'!r})")
+    return url
+
+
 def _words(raw: str | None) -> tuple[str, ...]:
     return tuple(w.strip() for w in (raw or "").split(",") if w.strip())
 
@@ -142,6 +156,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         log_format=log_format,
         cors_origins=_words(env.get("CORS_ORIGINS")),
+        redis_url=_redis_url(env),
+        keys_file=(env.get("KEYS_FILE") or "").strip() or None,
+        allow_any_space=_flag(env, "ALLOW_ANY_SPACE", False),
         hub_timeout=_number(env, "HUB_TIMEOUT", 30.0),
         stream_status=_choice(env, "STREAM_STATUS", STREAM_STATUS_MODES),
         server=load_server_settings(env),

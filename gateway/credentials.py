@@ -80,17 +80,26 @@ def check_api_key(headers: Mapping[str, str], settings: Settings) -> None:
         raise InvalidApiKey()
 
 
-def resolve(headers: Mapping[str, str], settings: Settings) -> Credential:
-    """The credential of CONTRACT §5, in its order of precedence."""
+bearer = _bearer
+
+
+def resolve(headers: Mapping[str, str], settings: Settings, key_token: str | None = None) -> Credential:
+    """The credential of CONTRACT §5, in its order of precedence.
+
+    key_token is the HF token of the caller's KEYS_FILE key (`hf_token:`): what rule 3
+    spends for that key instead of the operator's.
+    """
     ip_token = (headers.get("X-IP-Token") or "").strip() or None
     header_token = (headers.get("X-HF-Token") or "").strip()
     if _looks_like_hf_token(header_token):
         return Credential(header_token, "header", ip_token)
-    if not settings.api_keys:
+    if not settings.api_keys and not getattr(settings, "keys_file", None):
         bearer = _bearer(headers)
         if _looks_like_hf_token(bearer):
             return Credential(bearer, "bearer", ip_token)
         return Credential(None, "anonymous", ip_token)
+    if key_token:
+        return Credential(key_token, "operator", ip_token)
     if settings.hf_token:
         return Credential(settings.hf_token, "operator", ip_token)
     return Credential(None, "anonymous", ip_token)

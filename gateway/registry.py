@@ -12,10 +12,11 @@ from marshmallow import ValidationError
 
 from .config import ConfigError, Settings
 from .errors import ModelNotFound
-from .schemas import ModelsFileSchema, first_error
+from .schemas import SPACE_ID, ModelsFileSchema, first_error
 
 # One fixed timestamp for every model: /v1/models stays stable between restarts.
 CREATED = 1735689600  # 2025-01-01T00:00:00Z
+ANY_SPACE = "hf:"     # with ALLOW_ANY_SPACE, `hf:owner/name` names any public Space
 
 
 @dataclass(frozen=True)
@@ -27,22 +28,32 @@ class Model:
     owned_by: str = "gradio"
     description: str | None = None
     created: int = CREATED
+    spaces: tuple[str, ...] = ()        # a pool (CONTRACT §9); `space` is then its first member
+    strategy: str = "failover"
 
     @property
     def is_url(self) -> bool:
         return self.space.startswith(("http://", "https://"))
 
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self.spaces or (self.space,)
+
 
 class Registry:
     """An immutable id -> Model table."""
 
-    def __init__(self, models: dict[str, Model]) -> None:
+    def __init__(self, models: dict[str, Model], allow_any_space: bool = False) -> None:
         self._models = dict(models)
+        self.allow_any_space = allow_any_space
 
     def get(self, model_id: str) -> Model:
         try:
             return self._models[model_id]
         except KeyError:
+            if self.allow_any_space and model_id.startswith(ANY_SPACE) and SPACE_ID.match(model_id[3:]):
+                # ALLOW_ANY_SPACE: a public Space mapped on the fly; its host comes from the Hub.
+                return Model(id=model_id, space=model_id[3:], owned_by="huggingface")
             shown = model_id if len(model_id) <= 200 else model_id[:200] + "..."   # never echo a huge id
             raise ModelNotFound(f"The model '{shown}' does not exist.", param="model") from None
 
@@ -114,12 +125,15 @@ def _parse(text: str, source: str) -> dict[str, Model]:
         path, message = first_error(exc.messages)
         path = re.sub(r"\.(value|key)$|\.value(?=\.)", "", path)   # marshmallow's Dict nesting
         raise ConfigError(f"{source}: {path}: {message}") from None
-    return {mid: Model(id=mid, space=e["space"], api_name=e["api_name"], flags=e["flags"],
-                       owned_by=e["owned_by"] or ("huggingface" if "/" in e["space"]
-                                                   and not e["space"].startswith("http")
-                                                   else "gradio"),
-                       description=e["description"])
-            for mid, e in data["models"].items()}
+    return {mid: _model(mid, e) for mid, e in data["models"].items()}
+
+
+def _model(mid: str, e: dict[str, Any]) -> Model:
+    space = e["space"] or e["spaces"][0]
+    return Model(id=mid, space=space, api_name=e["api_name"], flags=e["flags"],
+                 owned_by=e["owned_by"] or ("huggingface" if "/" in space and not space.startswith("http")
+                                            else "gradio"),
+                 description=e["description"], spaces=tuple(e["spaces"] or ()), strategy=e["strategy"])
 
 
 def load_registry(settings: Settings) -> Registry:
@@ -137,6 +151,6 @@ def load_registry(settings: Settings) -> Registry:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ConfigError(f"{source}: cannot be read: {reason}") from None
         models.update(_parse(text, source))
-    return Registry(models)
+    return Registry(models, getattr(settings, "allow_any_space", False))
 
 

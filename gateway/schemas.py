@@ -15,6 +15,7 @@ SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SPACE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.:@+/-]{0,127}$")
 FLAGS = re.compile(r"^[0-5][0-2]$")
+STRATEGIES = ("failover", "balance")
 
 
 SPACE_PAGE = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/spaces/([\w.-]+/[\w.-]+)/?(?:[?#].*)?$",
@@ -265,7 +266,9 @@ class ModelEntrySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    space = StrictString(required=True)
+    space = StrictString(load_default=None)
+    spaces = fields.List(StrictString(), load_default=None)                # a pool (CONTRACT §9)
+    strategy = StrictString(load_default="failover", validate=validate.OneOf(STRATEGIES))
     api_name = StrictString(load_default=None, allow_none=True)
     flags = fields.Raw(load_default=None, allow_none=True)
     owned_by = StrictString(load_default=None, allow_none=True)
@@ -273,12 +276,20 @@ class ModelEntrySchema(Schema):
 
     @validates_schema
     def check(self, data: dict[str, Any], **kwargs: Any) -> None:
-        space = data.get("space", "")
-        hint = space_page_hint(space)
-        if hint:
-            raise ValidationError(hint, "space")
-        if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
-            raise ValidationError("must be a Space id 'owner/name' or an http(s):// URL", "space")
+        spaces = data.get("spaces")
+        if (data.get("space") is None) == (spaces is None):
+            raise ValidationError("give exactly one of space and spaces", "space")
+        if spaces is not None and not spaces:
+            raise ValidationError("must name at least one Space", "spaces")
+        if spaces is not None and len(set(spaces)) != len(spaces):
+            raise ValidationError("names a Space twice", "spaces")
+        for where, space in ([("space", data["space"])] if spaces is None else
+                             [(f"spaces.{i}", s) for i, s in enumerate(spaces)]):
+            hint = space_page_hint(space)
+            if hint:
+                raise ValidationError(hint, where)
+            if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
+                raise ValidationError("must be a Space id 'owner/name' or an http(s):// URL", where)
         api_name = data.get("api_name")
         if api_name is not None and not re.match(r"^/?[\w.-]+$", api_name):
             raise ValidationError("must look like '/chat'", "api_name")

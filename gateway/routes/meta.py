@@ -13,6 +13,8 @@ bp = Blueprint("meta", __name__)
 @bp.get("/metrics")
 def get_metrics() -> ResponseReturnValue:
     """Prometheus metrics, summed over every gunicorn worker."""
+    state = gateway_state()
+    state.upstream.pools.publish(state.registry)        # the pools' cooldowns, read when scraped
     return Response(metrics.exposition(), mimetype=None, content_type=metrics.CONTENT_TYPE)
 
 

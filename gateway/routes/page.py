@@ -13,7 +13,7 @@ from flask import Blueprint, Response, render_template_string, request
 from markupsafe import Markup
 from flask.typing import ResponseReturnValue
 
-from .. import credentials, status
+from .. import admission, credentials, status
 from ..errors import GatewayError, error_response
 from ..http import gateway_state, request_id
 from ..upstream.apps import PROTOCOL_TEXT
@@ -52,7 +52,8 @@ def _rows() -> list[status.ModelStatus]:
 def _refused() -> Response | None:
     """The API's own 401 (OpenAI's error shape) when keys are on and none valid came."""
     try:
-        credentials.check_api_key(request.headers, gateway_state().settings)
+        state = gateway_state()
+        admission.authenticate(request.headers, state.settings, state.keys)     # KEYS_FILE's keys too
     except GatewayError as exc:
         return error_response(exc, request_id())
     return None
@@ -62,7 +63,7 @@ def _refused() -> Response | None:
 def page() -> ResponseReturnValue:
     """The page; `?part=models` is the table alone (what the script fetches with a key)."""
     settings = gateway_state().settings
-    keyed = bool(settings.api_keys)
+    keyed = bool(settings.api_keys or settings.keys_file)
     if request.args.get("part") == "models":
         refused = _refused()
         return refused or render_template_string(TABLE, rows=_rows(), now=time.time())
@@ -83,7 +84,7 @@ def probe(model_id: str) -> ResponseReturnValue:
         return refused
     state = gateway_state()
     model = state.registry.get(model_id)
-    credential = credentials.resolve(request.headers, state.settings)
+    credential = credentials.resolve(request.headers, state.settings, admission.hf_token(admission.current_key()))
     try:
         key = state.upstream._app_key(model, credential)          # noqa: SLF001 - the cache's own key
         state.upstream.apps.invalidate(key)

@@ -15,6 +15,7 @@ from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQ
                       UpstreamUnauthorized)
 from ..registry import Model
 from ..schemas import ChatRequest
+from ..shared_state import SharedState
 from .apps import App, load_app
 from .cache import PUBLIC, AppCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
@@ -23,6 +24,7 @@ from .images import UploadOnce, fetch_image, file_name, guard_image_session
 from . import wire
 from .mapping import Plan, build_plan
 from .protocol import Gradio, UpstreamUnreachable, retry_after_from
+from .pools import Pools
 from .run import Run
 from .session import make_session
 
@@ -83,8 +85,9 @@ def _signs_of_life(run: Run, event: wire.Event) -> None:
 class Upstream:
     """The gateway's way to Gradio apps: shared pools, the metadata cache, and runs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, shared: SharedState | None = None) -> None:
         self.settings = settings
+        self.pools = Pools(shared or SharedState())     # a pooled model's members and their cooldowns
         self.session = make_session(settings)
         # Images come from hosts users name: their own pools, which connect to public addresses only.
         self.image_session = (make_session(settings) if settings.allow_private_image_urls
@@ -104,7 +107,7 @@ class Upstream:
     def _execute_redacted(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
         """An app that echoes the credential it got (in an error event or body) must not put it in ours."""
         try:
-            self._execute(run, model, chat, credential)
+            self.pools.execute(run, model, lambda member: self._execute(run, member, chat, credential))
         except GatewayError as exc:
             raise exc.redact(credential.token, credential.ip_token)
 

@@ -1,0 +1,122 @@
+"""A model served by several Spaces (CONTRACT §7, §9): failover or balance, with cooldowns.
+
+A member that answers with a quota error, is unavailable (building, paused, in an error
+stage, a 503 from its host) or cannot be reached or times out before it accepted the job is
+put in a cooldown: as long as it asked (Retry-After, "Try again in H:MM:SS"), else
+growing with each strike (COOL_BASE doubled up to COOL_CAP). The request moves on to the
+next member; the client sees nothing of it. Nothing is re-run once the app accepted the
+job, with one exception the runner makes too (§5's anonymous retry): a ZeroGPU quota error
+before any output means the app refused to run the prompt at all.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+from prometheus_client import Counter, Gauge
+
+from ..errors import UpstreamError, UpstreamQuota, UpstreamTimeout, UpstreamUnavailable
+from ..registry import Model
+from ..shared_state import Cooldown, SharedState
+from .protocol import UpstreamUnreachable
+
+log = logging.getLogger("gateway.upstream")
+COOL_BASE = 5.0        # seconds of a first cooldown without a Retry-After; doubled per strike
+COOL_CAP = 300.0
+
+COOLDOWNS = Counter("gateway_pool_cooldowns", "Cooldowns a pool put its Spaces in, by model, Space and reason.",
+                    ["model", "space", "reason"])
+COOLING = Gauge("gateway_pool_cooldown_seconds", "Seconds left of each pool member's cooldown (0: available).",
+                ["model", "space"], multiprocess_mode="livemostrecent")
+
+
+class Pools:
+    """Runs a pooled model's job on its members in turn; the cooldowns live in SharedState."""
+
+    def __init__(self, shared: SharedState) -> None:
+        self.shared = shared
+        self._turns: dict[str, itertools.count[int]] = {}     # balance: round robin per model, per process
+
+    def order(self, model: Model) -> list[str]:
+        members = list(model.members)
+        if model.strategy == "balance" and len(members) > 1:
+            start = next(self._turns.setdefault(model.id, itertools.count())) % len(members)
+            members = members[start:] + members[:start]
+        return members
+
+    def execute(self, run: Any, model: Model, attempt: Callable[[Model], None]) -> None:
+        """attempt(member model) on each available member until one answers."""
+        if not model.spaces:
+            attempt(model)
+            return
+        members = self.order(model)
+        cooling, struck = self.shared.cooling(members)
+        for member in members:
+            if member in cooling:
+                continue
+            try:
+                attempt(replace(model, space=member, spaces=()))
+            except (UpstreamQuota, UpstreamUnavailable, UpstreamTimeout) as exc:
+                if not self._may_move_on(run, exc):
+                    raise
+                cooling[member] = self._cool(model, member, exc)
+                continue
+            if member in struck:
+                self.shared.forgive(member)
+            return
+        raise all_cooling(model, cooling)
+
+    @staticmethod
+    def _may_move_on(run: Any, exc: UpstreamError) -> bool:
+        if run.closed or run.emitted or time.monotonic() >= run.deadline:
+            return False
+        return isinstance(exc, UpstreamQuota) or not run.accepted
+
+    def _cool(self, model: Model, member: str, exc: UpstreamError) -> Cooldown:
+        reason = "quota" if isinstance(exc, UpstreamQuota) else "unavailable"
+        asked = exc.asked_wait if isinstance(exc, UpstreamUnreachable) else exc.retry_after
+        cooldown = self.shared.cool(member, asked, reason, base=COOL_BASE, cap=COOL_CAP)
+        COOLDOWNS.labels(model.id, member, reason).inc()
+        log.warning("pool %s: %s cools down for %.0fs (%s: %s); trying the next Space", model.id, member,
+                    cooldown.remaining, reason, exc.message[:200])
+        return cooldown
+
+    def cooldowns(self, model: Model) -> dict[str, Cooldown]:
+        return self.shared.cooling(list(model.members))[0] if model.spaces else {}
+
+    def publish(self, models: Any) -> None:
+        """Set the cooldown gauge of every pool member (called when /metrics is scraped)."""
+        for model in models:
+            if model.spaces:
+                cooling = self.cooldowns(model)
+                for member in model.members:
+                    COOLING.labels(model.id, member).set(round(cooling[member].remaining, 1)
+                                                         if member in cooling else 0)
+
+
+def all_cooling(model: Model, cooling: dict[str, Cooldown]) -> UpstreamError:
+    """429 when every member is out of quota, else 503; Retry-After the earliest end."""
+    soonest = min(cooling.values(), key=lambda c: c.until)
+    wait = max(1, math.ceil(soonest.remaining))
+    listed = ", ".join(f"{c.space} ({c.reason}, {math.ceil(c.remaining)}s)" for c in cooling.values())
+    message = f"Every Space of the model '{model.id}' is cooling down: {listed}."
+    if all(c.reason == "quota" for c in cooling.values()):
+        return UpstreamQuota(message, retry_after=wait)
+    return UpstreamUnavailable(message, retry_after=wait)
+
+
+def pool_lines(pools: Pools, model: Model) -> list[str]:
+    """For `models check`: each member of a pool and whether it is cooling down."""
+    if not model.spaces:
+        return []
+    cooling = pools.cooldowns(model)
+    lines = []
+    for member in model.members:
+        c = cooling.get(member)
+        state = f"cooling down {math.ceil(c.remaining)}s more ({c.reason})" if c else "available"
+        lines.append(f"      {model.strategy} member {member}: {state}")
+    return lines
