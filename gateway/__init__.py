@@ -15,7 +15,7 @@ from .http import (add_cors_headers, add_request_id_header, begin_exchange, chec
                    finish_exchange, request_id)
 from .logs import configure_logging
 from .registry import Registry, load_registry
-from .routes import completions, health, meta, models
+from .routes import completions, health, meta, models, responses
 from .upstream import Upstream
 
 __all__ = ["create_app", "Gateway", "ConfigError", "Settings"]
@@ -85,6 +85,7 @@ def _api_blueprint(state: GatewayState) -> Blueprint:
     api = Blueprint("gateway_api", __name__, url_prefix=state.url_prefix + "/v1")
     api.register_blueprint(models.bp)
     api.register_blueprint(completions.bp)
+    api.register_blueprint(responses.bp)
 
     @api.before_request
     def guard() -> None:

@@ -27,6 +27,7 @@ class Model:
     owned_by: str = "gradio"
     description: str | None = None
     created: int = CREATED
+    tools: str = "ignore"          # emulate: tools through the system text (emulation.py); ignore
 
     @property
     def is_url(self) -> bool:
@@ -73,7 +74,7 @@ def _parse(text: str, source: str) -> dict[str, Model]:
                        owned_by=e["owned_by"] or ("huggingface" if "/" in e["space"]
                                                    and not e["space"].startswith("http")
                                                    else "gradio"),
-                       description=e["description"])
+                       description=e["description"], tools=e["tools"])
             for mid, e in data["models"].items()}
 
 

@@ -7,6 +7,9 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from .tools import (ResponseFormat, ResponseFormatField, Tool, ToolCall, ToolChoice, ToolChoiceField, ToolsField,
+                    arguments_text, check_choice)
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -26,6 +29,8 @@ class Part:
 class Message:
     role: str
     content: str | None | list[Part]
+    tool_calls: tuple[ToolCall, ...] = ()      # an assistant turn that called tools
+    tool_call_id: str | None = None            # a tool turn: the call it answers
 
     @property
     def text(self) -> str:
@@ -60,6 +65,10 @@ class ChatRequest:
     seed: int | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    n: int = 1
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
 
 
 class StrictNumber(fields.Field):
@@ -143,10 +152,26 @@ class MessageSchema(Schema):
 
     role = StrictString(required=True, validate=validate.OneOf(ROLES))
     content = ContentField(required=False, allow_none=True, load_default=None)
+    tool_calls = fields.Method(deserialize="load_tool_calls", required=False, allow_none=True)
+    tool_call_id = StrictString(required=False, allow_none=True)
+
+    def load_tool_calls(self, value: Any) -> tuple[ToolCall, ...]:
+        """An assistant turn's calls: [{id, type: function, function: {name, arguments}}]."""
+        if not isinstance(value, list):
+            raise ValidationError("must be a list of tool calls")
+        calls = []
+        for i, item in enumerate(value):
+            spec = item.get("function") if isinstance(item, dict) else None
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise ValidationError({i: {"function": ["must be an object with a name"]}})
+            call_id = item.get("id") if isinstance(item.get("id"), str) else ""
+            calls.append(ToolCall(spec["name"], arguments_text(spec.get("arguments") or "{}"), call_id))
+        return tuple(calls)
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> Message:
-        return Message(role=data["role"], content=data.get("content"))
+        return Message(role=data["role"], content=data.get("content"), tool_calls=data.get("tool_calls") or (),
+                       tool_call_id=data.get("tool_call_id"))
 
 
 class StreamOptionsSchema(Schema):
@@ -179,9 +204,16 @@ class ChatRequestSchema(Schema):
     frequency_penalty = _opt(StrictNumber, validate=validate.Range(min=-2, max=2))
     stop = _opt(StopField)
     seed = _opt(StrictInteger)
-    n = _opt(StrictInteger, validate=validate.Equal(1, error="only n=1 is supported"))
+    n = _opt(StrictInteger, validate=validate.Range(min=1, max=8))
     reasoning_effort = _opt(StrictString, validate=validate.OneOf(REASONING_EFFORTS))
     user = _opt(StrictString)
+    tools = _opt(ToolsField)
+    tool_choice = _opt(ToolChoiceField)
+    response_format = _opt(ResponseFormatField)
+
+    @validates_schema
+    def check_tool_choice(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check_choice(data.get("tools") or [], data.get("tool_choice"))
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> ChatRequest:
@@ -190,7 +222,8 @@ class ChatRequestSchema(Schema):
         return ChatRequest(
             model=data["model"], messages=data["messages"], stream=bool(data.get("stream")),
             include_usage=bool(options.get("include_usage")), max_tokens=max_tokens,
-            stop=data.get("stop") or [],
+            stop=data.get("stop") or [], n=data.get("n") or 1, tools=data.get("tools") or [],
+            tool_choice=data.get("tool_choice"), response_format=data.get("response_format"),
             **{k: data.get(k) for k in ("temperature", "top_p", "top_k", "repetition_penalty",
                                         "presence_penalty", "frequency_penalty", "seed",
                                         "reasoning_effort", "user")})
@@ -205,6 +238,7 @@ class ModelEntrySchema(Schema):
     flags = fields.Raw(load_default=None, allow_none=True)
     owned_by = StrictString(load_default=None, allow_none=True)
     description = StrictString(load_default=None, allow_none=True)
+    tools = StrictString(load_default="ignore", validate=validate.OneOf(("emulate", "ignore")))
 
     @validates_schema
     def check(self, data: dict[str, Any], **kwargs: Any) -> None:

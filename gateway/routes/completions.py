@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
-from .. import credentials, payloads, sse
+from .. import payloads, pipeline, sse
 from ..http import gateway_state, load_body, observe_run, observe_stream, request_id
 from ..schemas import ChatRequestSchema
 
@@ -15,13 +15,10 @@ chat_schema = ChatRequestSchema()
 @bp.post("/chat/completions")
 def create_chat_completion() -> ResponseReturnValue:
     """Create a chat completion, as JSON or as an SSE stream."""
-    state = gateway_state()
     chat = load_body(chat_schema)                                   # 400 on bad input
-    model = state.registry.get(chat.model)                          # 404 on unknown model
-    credential = credentials.resolve(request.headers, state.settings)
-    run = state.upstream.start(model, chat, credential, request.environ.get("gunicorn.socket"))
-    observe_run(model, chat.stream, run)                            # for the access line and metrics
+    answer = pipeline.start(gateway_state(), chat, request.headers, request.environ.get("gunicorn.socket"))
+    observe_run(answer.model, chat.stream, answer.source)           # for the access line and metrics
     if not chat.stream:
-        return payloads.completion(chat, *run.result())
-    return sse.response(observe_stream(payloads.chunks(chat, sse.prime(run.events()))), request_id(),
-                        ready=lambda: run.pending)
+        return payloads.completion(chat, answer.choices())
+    return sse.response(observe_stream(payloads.chunks(chat, sse.prime(answer.items))), request_id(),
+                        ready=lambda: answer.pending)
