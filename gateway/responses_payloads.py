@@ -32,7 +32,7 @@ def _id(prefix: str) -> str:
 def _usage(req: ResponsesRequest, output: str, reasoning: str) -> dict[str, Any]:
     prompt = sum(estimate_tokens(m.text) + 4 for m in req.chat.messages)
     done = estimate_tokens(output) + estimate_tokens(reasoning)
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": done, "output_tokens_details": {"reasoning_tokens": estimate_tokens(reasoning)},
             "total_tokens": prompt + done}
 
