@@ -76,8 +76,9 @@ def start(state: Any, chat: ChatRequest, headers: Mapping[str, str],
     plan = emulation.for_request(model, chat)                        # 400 tools_not_supported
     upstream_chat = emulation.upstream_chat(chat, plan)
     credential = credentials.resolve(headers, state.settings)
-    runs = [state.upstream.start(model, upstream_chat, credential, client_socket if i == 0 else None)
-            for i in range(chat.n)]
+    # Every run watches the client's socket (one more read watcher on the event loop each), so
+    # a client that leaves is noticed while any of them is still working.
+    runs = [state.upstream.start(model, upstream_chat, credential, client_socket) for _ in range(chat.n)]
     return Answer(chat, model, runs[0] if len(runs) == 1 else Fanout(runs), plan)
 
 
@@ -130,8 +131,8 @@ class Fanout:
     """n Runs read together: their events interleaved as (index, event), in arrival order.
 
     A greenlet (a thread outside gevent) per run moves its events into one queue. Any run's
-    error ends the whole answer, and closing the Fanout closes every run; the first run
-    watches the client's socket, and its close closes the others.
+    error (a client gone included) ends the whole answer, and closing the Fanout closes every
+    run. A run that finished closes itself: that must not end the others.
     """
 
     def __init__(self, runs: list[Run]) -> None:
@@ -139,7 +140,6 @@ class Fanout:
         self._queue = make_queue()
         self._closed = False
         self._closers: list[Callable[[], None]] = []
-        runs[0].on_close(self.close)
         for index, run in enumerate(runs):
             spawn(self._pump, index, run)
 
