@@ -22,8 +22,9 @@ from .tools import ResponseFormat, Tool, ToolCall, ToolChoice, arguments_text
 from .upstream.deltas import Delta, word_chunks
 
 CALL_FORMAT = '{"tool_calls": [{"name": "<tool name>", "arguments": {<the arguments as a JSON object>}}]}'
-FENCE = re.compile(r"^```[A-Za-z]*\s*\n?(.*?)\n?```$", re.S)
-HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+# Linear patterns only (CONTRACT §11): a lazy group from a fixed start, no \s* next to it.
+FENCE = re.compile(r"^```[A-Za-z]*\n?(.*?)```$", re.S)
+HERMES = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 # What an answer that is a call may start with: a JSON object, a code fence, a <tool_call> tag.
 OPENERS = ("{", "```", "<tool_call>")
 
@@ -161,7 +162,7 @@ def parse_calls(text: str, tools: tuple[Tool, ...]) -> list[ToolCall] | None:
     """
     body = _unwrap(text)
     if body.startswith("<tool_call>"):
-        items: Any = [_json_value(block) for block in HERMES.findall(body)]
+        items: Any = [_json_value(block.strip()) for block in HERMES.findall(body)]
     else:
         value = _json_value(body)
         items = value.get("tool_calls") if isinstance(value, dict) and "tool_calls" in value else [value]
@@ -182,10 +183,43 @@ def parse_calls(text: str, tools: tuple[Tool, ...]) -> list[ToolCall] | None:
     return calls
 
 
-NO_PATTERNS = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    # A caller's regular expression could backtrack for minutes on an app's answer (CONTRACT §11).
-    {"pattern": None, "patternProperties": None})
+class _OverBudget(Exception):
+    pass
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    """uniqueItems in linear time (jsonschema's own compares every pair)."""
+    if unique and validator.is_type(instance, "array"):
+        seen: set[str] = set()
+        for item in instance:
+            key = json.dumps(item, sort_keys=True)
+            if key in seen:
+                yield jsonschema.ValidationError("the array has non-unique elements")
+                return
+            seen.add(key)
+
+
+def bounded_validator(schema: dict[str, Any], budget: int) -> Any:
+    """A validator for schema that gives up after `budget` keyword checks (CONTRACT §11).
+
+    A caller's schema can make validation exponential (anyOf over recursive $refs) or
+    backtrack for minutes (a `pattern`): patterns are not checked, uniqueItems is linear,
+    and every other keyword check counts against the budget.
+    """
+    left = [budget]
+
+    def counted(check: Any) -> Any:
+        def run(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+            left[0] -= 1
+            if left[0] < 0:
+                raise _OverBudget
+            return check(validator, value, instance, schema)
+        return run
+
+    base = jsonschema.Draft202012Validator
+    checks = {name: counted(check) for name, check in base.VALIDATORS.items()}
+    checks.update({"pattern": None, "patternProperties": None, "uniqueItems": counted(_unique_items)})
+    return jsonschema.validators.extend(base, checks)(schema)
 
 
 def check_json(text: str, fmt: ResponseFormat) -> str:
@@ -199,10 +233,14 @@ def check_json(text: str, fmt: ResponseFormat) -> str:
     if not isinstance(value, dict) and fmt.schema is None:
         raise ResponseFormatMismatch("The model's answer is not a JSON object, as response_format asked.")
     if fmt.schema is not None:
+        budget = 20 * (len(body) + len(json.dumps(fmt.schema))) + 10_000
         try:
-            error = jsonschema.exceptions.best_match(NO_PATTERNS(fmt.schema).iter_errors(value))
+            error = jsonschema.exceptions.best_match(bounded_validator(fmt.schema, budget).iter_errors(value))
         except RecursionError:
             raise ResponseFormatMismatch("The model's answer is nested too deeply to check.") from None
+        except _OverBudget:
+            raise ResponseFormatMismatch(f"The model's answer could not be checked against the schema "
+                                         f"'{fmt.name}' within the gateway's bounds.") from None
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "the top level"
             raise ResponseFormatMismatch(f"The model's answer does not match the schema '{fmt.name}' "

@@ -111,3 +111,22 @@ def test_earlier_calls_and_results_reach_the_app_as_readable_turns():
     assert sent.messages[1] == Message("assistant", '{"tool_calls": [{"name": "get_weather", '
                                                     '"arguments": {"city": "Paris"}}]}')
     assert sent.messages[2] == Message("tool", "get_weather returned: 21 C and sunny")
+
+
+def test_a_schema_that_would_take_exponential_time_is_cut_off():
+    # Every level doubles the work: anyOf of two branches that both recurse into the items.
+    schema = {"anyOf": [{"type": "array", "items": {"$ref": "#"}}, {"type": "array", "items": {"$ref": "#"}},
+                        {"type": "string"}]}
+    deep = "[" * 40 + "2" + "]" * 40
+    with pytest.raises(ResponseFormatMismatch, match="within the gateway's bounds"):
+        check_json(deep, ResponseFormat("json_schema", "deep", schema))
+
+
+def test_unique_items_and_linear_unwrapping_of_long_answers():
+    fmt = ResponseFormat("json_schema", "u", {"type": "object", "properties": {"v": {"uniqueItems": True}}})
+    assert check_json(json.dumps({"v": list(range(50_000))}), fmt)
+    with pytest.raises(ResponseFormatMismatch, match="non-unique"):
+        check_json(json.dumps({"v": [1, 2, 1]}), fmt)
+    # Long runs of whitespace after an opener cost linear time, not quadratic.
+    assert parse_calls("```" + " " * 200_000, (WEATHER,)) is None
+    assert parse_calls("<tool_call>" + " " * 200_000, (WEATHER,)) is None
