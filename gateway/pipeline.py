@@ -4,7 +4,7 @@
       -> n upstream Runs (Upstream.start, each its own session) -> merged, read by the emulation
       -> Items: (index, delta | calls | finish), and KEEPALIVE while idle
 
-Each API renders the same Items its own way (payloads.py, responses_api.py), so both get the
+Each API renders the same Items its own way (payloads.py, responses_payloads.py), so both get the
 same mapping, credentials, errors, cancellation and bounds.
 """
 from __future__ import annotations
@@ -90,6 +90,8 @@ def read(events: Iterator[Any], plan: Emulation, n: int) -> Iterator[Any]:
             index, event = event if isinstance(event, tuple) else (0, event)
             if event is KEEPALIVE:
                 yield event
+            elif not plan.active and isinstance(event, Delta):     # the common case, without a reader
+                yield Item(index, delta=event)
             elif isinstance(event, Delta):
                 said = False
                 for delta in readers[index].feed(event):
