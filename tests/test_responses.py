@@ -174,3 +174,18 @@ def test_json_schema_text_format_is_checked(agent_client):
     wrong = agent_client.post("/v1/responses", json={"model": "agent", "input": "wrong city?",
                                                      "text": {"format": fmt}})
     assert wrong.status_code == 502 and wrong.get_json()["error"]["code"] == "response_format_mismatch"
+
+
+def test_gateway_keys_and_request_ids_hold_for_responses(agent_models_file):
+    from gateway import create_app
+    from tests.conftest import gateway_env
+
+    app = create_app({"TESTING": True}, env=gateway_env(agent_models_file, GATEWAY_API_KEYS="sk-right"))
+    client = app.test_client()
+    refused = client.post("/v1/responses", json={"model": "agent", "input": "hi"},
+                          headers={"Authorization": "Bearer sk-wrong", "X-Request-Id": "abc-123"})
+    assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "invalid_api_key"
+    assert refused.headers["X-Request-Id"] == "abc-123"
+    done = client.post("/v1/responses", json={"model": "agent", "input": "hi"},
+                       headers={"Authorization": "Bearer sk-right"})
+    assert done.status_code == 200 and done.get_json()["output"][0]["content"][0]["text"].startswith("echo: hi")
