@@ -19,8 +19,10 @@ RUN pip install --no-cache-dir -r requirements.txt \
     && groupadd --system --gid 10001 gateway \
     && useradd --system --uid 10001 --gid gateway --no-create-home --shell /usr/sbin/nologin gateway
 
+# The package itself: the `gradio-chat-gateway` command (its dependencies are installed above).
+COPY pyproject.toml wsgi.py gunicorn.conf.py ./
 COPY gateway/ ./gateway/
-COPY wsgi.py gunicorn.conf.py ./
+RUN pip install --no-cache-dir --no-deps . && rm -rf build ./*.egg-info
 
 USER 10001:10001
 EXPOSE 8000
@@ -29,5 +31,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
 
-# Exec form: gunicorn is PID 1 and gets SIGTERM itself, so open streams get graceful_timeout to finish.
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+# Exec form, and `serve` execs gunicorn: gunicorn is PID 1 and gets SIGTERM (and SIGHUP) itself,
+# so open streams get GRACEFUL_TIMEOUT to finish. Workers default to the container's CPU limit.
+CMD ["gradio-chat-gateway", "serve"]

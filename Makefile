@@ -1,25 +1,32 @@
 # The README's commands. `make serve` installs and serves; `make test` installs and runs the tests.
+# Every install is `pip install -e .` (the `gradio-chat-gateway` command, in .venv/bin) plus pinned
+# requirements; pip shows its progress.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install install-dev venvs serve demo test bench soak clean
+.PHONY: install install-dev install-demo venvs serve demo test bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install --progress-bar on --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install --progress-bar on -r requirements.txt -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install --progress-bar on -r requirements-dev.txt -e .
 
+# The demo needs gradio, not the test tools.
+install-demo: $(BIN)/python
+	$(BIN)/pip install --progress-bar on -r requirements.txt -e '.[demo]'
+
+# Binds 0.0.0.0 as an open gateway unless LISTEN / GATEWAY_API_KEYS say otherwise (the banner warns).
 serve: install
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	$(BIN)/gradio-chat-gateway serve
 
-demo: install-dev
-	$(BIN)/python demo.py
+demo: install-demo
+	$(BIN)/gradio-chat-gateway demo $(if $(PORT),--port $(PORT)) $(if $(APP_PORT),--app-port $(APP_PORT))
 
 # One venv per Gradio generation for tests/test_generations.py, cached outside the clone
 # (tests/generations/venvs.py; GCG_VENV_CACHE moves the cache): instant when warm.
@@ -31,7 +38,7 @@ test: install-dev venvs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache gradio_chat_gateway.egg-info build
 
 # Every figure of issue 6 in one run: a table on stdout, JSON in bench/results/ (BENCHMARKS.md).
 bench: install-dev

@@ -13,12 +13,13 @@ from .config import ConfigError, Settings, load_settings
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, RequestTooLarge, error_response
 from .http import (add_cors_headers, add_request_id_header, begin_exchange, check_body_size, current_exchange,
                    finish_exchange, request_id)
-from .logs import configure_logging
+from .logs import configure_logging, hide_query_strings
 from .registry import Registry, load_registry
-from .routes import completions, health, meta, models, responses
+from .routes import completions, health, meta, models, page, responses
 from .upstream import Upstream
 
 __all__ = ["create_app", "Gateway", "ConfigError", "Settings"]
+__version__ = "0.1.0"
 EXTENSION = "gradio_chat_gateway"
 
 
@@ -77,6 +78,7 @@ class Gateway:
         state = GatewayState(settings, load_registry(settings), Upstream(settings), prefix,
                              openapi.build(prefix))
         app.extensions[EXTENSION] = state
+        hide_query_strings()              # an embedding host's DEBUG logs get no signed URLs either
         app.register_blueprint(_api_blueprint(state))
         app.register_blueprint(_meta_blueprint(state))
 
@@ -106,9 +108,17 @@ def _meta_blueprint(state: GatewayState) -> Blueprint:
     probes = Blueprint("gateway_health", __name__, url_prefix=state.url_prefix or None)
     probes.register_blueprint(health.bp)
     probes.register_blueprint(meta.bp)
+    probes.register_blueprint(page.bp)
     probes.after_request(partial(add_cors_headers, origins=state.settings.cors_origins))
     probes.after_request(add_request_id_header)
     return probes
+
+
+def _refuse_empty_segments() -> None:
+    """`//v1/models`: werkzeug would match it as `/v1/models` (or redirect, with a Location built
+    from Host); a path with an empty segment is no path of the API: 404 in the contract's shape."""
+    if "//" in request.environ.get("PATH_INFO", ""):
+        raise NotFound()
 
 
 def _begin_unrouted() -> None:
@@ -124,6 +134,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, env: Mapping[str
     """The standalone gateway: settings from the environment (or env), the API at /v1."""
     # No static files: Flask's default /static route would answer (OPTIONS, 404) outside our handlers.
     app = Flask(__name__, static_folder=None)
+    # `//v1/models` would get werkzeug's 308 to a URL built from Host, with an HTML body and no
+    # X-Request-Id: unmerged, it is an ordinary 404 in the contract's shape.
+    app.url_map.merge_slashes = False
+    app.before_request(_refuse_empty_segments)
     if test_config:
         app.config.update(test_config)
     settings = load_settings(env)

@@ -13,13 +13,15 @@ import click
 import yaml
 from flask.cli import AppGroup
 
-from .credentials import Credential
-from .errors import GatewayError
+from .credentials import Credential, resolve
+from .errors import GatewayError, UpstreamError, UpstreamUnavailable
 from .http import gateway_state
 from .registry import Model
-from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message
+from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message, space_page_hint
 from .upstream.detect import FLAG_INPUTS, describe, history_format, missing_flag_names, takes_files
+from .upstream.diagnose import NotAGradioApp, gradio_config
 from .upstream.mapping import Plan, build_plan
+from .upstream.protocol import Gradio
 
 models_cli = AppGroup("models", help="Inspect how the gateway maps models onto their Gradio apps.")
 
@@ -61,11 +63,27 @@ def probe_model(model: Model, credential: Credential) -> Probe:
         app = upstream.app_for(model, credential)
         plan = build_plan(app, model.api_name, model.flags, SAMPLE, upload=_refuse_upload)
     except GatewayError as exc:
-        return Probe(model, problems=[exc.message])
+        return Probe(model, problems=[_diagnosed(model, credential, exc)])
     probe = Probe(model, plan, app.version, app.speaks)
     if model.flags:
         probe.problems += flag_problems(plan, model.flags)
     return probe
+
+
+def _diagnosed(model: Model, credential: Credential, exc: GatewayError) -> str:
+    """When a URL's app could not be read, tell a web page or another service from a failing app."""
+    if not model.is_url or not isinstance(exc, UpstreamError) or isinstance(exc, UpstreamUnavailable):
+        return exc.message
+    settings = gateway_state().settings
+    gradio = Gradio(gateway_state().upstream.session, model.space, credential.app_headers(),
+                    connect_timeout=settings.connect_timeout, read_timeout=settings.idle_timeout)
+    try:
+        gradio_config(gradio)
+    except NotAGradioApp as diagnosis:
+        return diagnosis.message
+    except GatewayError:
+        pass
+    return exc.message
 
 
 def flag_problems(plan: Plan, flags: str) -> list[str]:
@@ -84,9 +102,23 @@ def flag_problems(plan: Plan, flags: str) -> list[str]:
 
 
 def operator_credential() -> Credential:
-    """The operator runs this command: their HF_TOKEN (for private Spaces), else anonymous."""
-    token = gateway_state().settings.hf_token
-    return Credential(token, "operator") if token else Credential()
+    """Exactly what a request without a token of its own would use (CONTRACT §5).
+
+    Behind GATEWAY_API_KEYS that is the operator's HF_TOKEN; an open gateway never spends it,
+    so neither does this command: a private Space that works here works for callers too.
+    """
+    return resolve({}, gateway_state().settings)
+
+
+def credential_line(credential: Credential) -> str:
+    """Which credential the command used, and why: never the token itself."""
+    settings = gateway_state().settings
+    if credential.source == "operator":
+        return "Credential: the operator's HF_TOKEN (GATEWAY_API_KEYS is set, so keyed callers spend it)"
+    if settings.hf_token and not settings.api_keys:
+        return ("Credential: anonymous; HF_TOKEN is set but not used: an open gateway (no "
+                "GATEWAY_API_KEYS) never spends it, so requests without their own hf_ token are anonymous too")
+    return "Credential: anonymous (what a request without its own hf_ token gets)"
 
 
 def default_model_id(space: str) -> str:
@@ -172,6 +204,9 @@ def report(probe: Probe, model_id: str) -> str:
 @click.option("--id", "model_id", help="The model id for the printed entry.")
 def probe_command(space: str, api_name: str | None, flags: str | None, model_id: str | None) -> None:
     """Show how SPACE (an HF Space id or a Gradio URL) maps, and a models-file entry for it."""
+    hint = space_page_hint(space)
+    if hint:
+        raise click.BadParameter(hint, param_hint="SPACE")
     if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
         raise click.BadParameter("must be a Space id 'owner/name' or an http(s):// URL", param_hint="SPACE")
     if flags is not None and not FLAGS.match(flags):
@@ -179,7 +214,9 @@ def probe_command(space: str, api_name: str | None, flags: str | None, model_id:
     if api_name and not api_name.startswith("/"):
         api_name = "/" + api_name
     model_id = model_id or default_model_id(space)
-    probe = probe_model(Model(id=model_id, space=space, api_name=api_name, flags=flags), operator_credential())
+    credential = operator_credential()
+    click.echo(credential_line(credential))
+    probe = probe_model(Model(id=model_id, space=space, api_name=api_name, flags=flags), credential)
     click.echo(report(probe, model_id))
     if not probe.ok:
         click.get_current_context().exit(1)
@@ -190,6 +227,7 @@ def check_command() -> None:
     """Probe every configured model; exit 1 if any does not map cleanly."""
     registry = gateway_state().registry
     credential = operator_credential()
+    click.echo(credential_line(credential))
     failed = 0
     for model in registry:
         probe = probe_model(model, credential)

@@ -33,6 +33,11 @@ class Credential:
             return "anonymous"
         return hashlib.sha256(self.token.encode()).hexdigest()[:16]
 
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """What an app could echo back and the caller must not see (redaction.py)."""
+        return (self.token, self.ip_token)
+
     def anonymous(self) -> "Credential":
         return Credential(None, "anonymous", self.ip_token)
 

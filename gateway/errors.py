@@ -3,6 +3,7 @@
 GatewayError                      500  server_error          internal_error
 ├── InvalidRequest                400  invalid_request_error (param, code)
 ├── RequestTooLarge               413  invalid_request_error request_too_large
+├── RequestTimeout                408  invalid_request_error request_timeout
 ├── InvalidApiKey                 401  invalid_request_error invalid_api_key
 ├── ModelNotFound                 404  invalid_request_error model_not_found
 ├── NotFound                      404  invalid_request_error not_found
@@ -24,6 +25,8 @@ import logging
 from typing import Any
 
 from flask import Response
+
+from .redaction import redact_message
 
 log = logging.getLogger("gateway")
 
@@ -50,11 +53,11 @@ class GatewayError(Exception):
                           "param": self.param, "code": self.code}}
 
     def redact(self, *secrets: str | None) -> "GatewayError":
-        """Cut credentials out of the message: an upstream may echo what it was sent (CONTRACT §5)."""
-        for secret in secrets:
-            if secret and len(secret) >= 8 and secret in self.message:
-                self.message = self.message.replace(secret, "[redacted]")
-                self.args = (self.message,)
+        """Cut credentials out of the message, in any form redaction.py finds (CONTRACT §5)."""
+        message = redact_message(self.message, *secrets)
+        if message != self.message:
+            self.message = message
+            self.args = (message,)
         return self
 
     def headers(self) -> dict[str, str]:
@@ -72,6 +75,12 @@ class RequestTooLarge(InvalidRequest):
     status_code = 413
     code = "request_too_large"
     default_message = "The request body is too large."
+
+
+class RequestTimeout(InvalidRequest):
+    status_code = 408
+    code = "request_timeout"
+    default_message = "The request body did not arrive in time."
 
 
 class InvalidApiKey(InvalidRequest):

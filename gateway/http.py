@@ -1,10 +1,12 @@
 """Request plumbing shared by the blueprints: request ids, JSON bodies, CORS, the exchange record."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -13,10 +15,13 @@ from urllib.parse import urlsplit
 
 from flask import Flask, g, request
 from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
 from . import metrics
+from . import status as status_board
 from .iterables import close
-from .errors import GatewayError, InvalidRequest, RequestTooLarge, UpstreamError
+from .concurrency import call_later, gevent_active
+from .errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge, UpstreamError
 from .logs import log_access
 from .registry import Model
 from .schemas import first_error
@@ -47,7 +52,7 @@ def load_body(schema: Schema) -> Any:
     if request.mimetype != "application/json":
         raise InvalidRequest("The body must be JSON sent as Content-Type: application/json.",
                              param=None, code="invalid_content_type")
-    raw = request.get_data(cache=False)
+    raw = read_body()
     limit = request.max_content_length
     # A chunked body has no Content-Length: the read stops at the limit, so look for a byte past it.
     if limit is not None and len(raw) >= limit and request.content_length is None \
@@ -70,6 +75,47 @@ def load_body(schema: Schema) -> Any:
                              param=param, code="missing_field" if missing else "invalid_value") from None
     except RecursionError:
         raise InvalidRequest("The body is nested too deeply.", code="invalid_json") from None
+
+
+class _BodyDeadline(Exception):
+    """The whole body did not arrive within UPSTREAM_TOTAL_TIMEOUT (an Exception, so that
+    gunicorn marks the body as failed and closes the connection after the answer)."""
+
+
+def read_body() -> bytes:
+    """The request body, read within the timeouts: a client that sends headers and then stalls
+    (or trickles) gets 408 after UPSTREAM_IDLE_TIMEOUT without a byte, or UPSTREAM_TOTAL_TIMEOUT
+    in all; malformed chunked framing is a 400. Either way gunicorn closes the connection after
+    the answer, since where the next request would start is unknown."""
+    sock = request.environ.get("gunicorn.socket")
+    try:
+        if sock is None or not gevent_active():
+            return request.get_data(cache=False)
+        import gevent
+
+        settings = gateway_state().settings
+        previous = sock.gettimeout()
+        sock.settimeout(settings.idle_timeout)
+        try:
+            with gevent.Timeout(settings.total_timeout, _BodyDeadline):
+                return request.get_data(cache=False)
+        finally:
+            sock.settimeout(previous)
+    except ClientDisconnected as exc:      # werkzeug's wrapping of an error reading the stream
+        raise _body_error(exc.__context__) from None
+    except (OSError, _BodyDeadline) as exc:
+        raise _body_error(exc) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("gunicorn."):   # its ParseException: bad chunk framing
+            raise _body_error(exc) from None
+        raise
+
+
+def _body_error(cause: BaseException | None) -> GatewayError:
+    if isinstance(cause, (TimeoutError, _BodyDeadline)):
+        return RequestTimeout("The request body did not arrive within the client timeouts.")
+    # gunicorn's ParseException (malformed chunk framing), or a client gone mid-body.
+    return InvalidRequest("The request body's framing is malformed or incomplete.", code="invalid_body")
 
 
 def add_request_id_header(response: Any) -> Any:
@@ -117,12 +163,14 @@ class Exchange:
     cache: Any = None
     started: float = field(default_factory=time.monotonic)
     model: str | None = None
+    requested_model: str | None = None     # what the client asked for, even when it does not exist
     upstream: str | None = None
     stream: bool = False
     run: Any = None
     upstream_started: float | None = None
     upstream_ended: float | None = None
     error: GatewayError | None = None
+    cutoff: Any = None                      # cancels the slow-client cut-off when the answer is done
 
     def fail(self, exc: BaseException) -> None:
         if self.error is None and isinstance(exc, GatewayError):
@@ -146,6 +194,14 @@ def upstream_host(model: Model) -> str:
     return urlsplit(model.space).netloc if model.is_url else model.space
 
 
+def note_requested_model(model_id: str) -> None:
+    """The access line names the model asked for, an unknown one included (the metrics do not:
+    a label per made-up id would grow without bound)."""
+    ex = current_exchange()
+    if ex is not None:
+        ex.requested_model = model_id if len(model_id) <= 200 else model_id[:200] + "..."
+
+
 def observe_run(model: Model, stream: bool, run: Any) -> None:
     """Note the model and the upstream run of this request, for the access line and the metrics."""
     ex = current_exchange()
@@ -154,6 +210,27 @@ def observe_run(model: Model, stream: bool, run: Any) -> None:
     ex.model, ex.stream, ex.upstream, ex.run = model.id, stream, upstream_host(model), run
     ex.upstream_started = time.monotonic()
     run.on_close(lambda: setattr(ex, "upstream_ended", time.monotonic()))
+    ex.cutoff = cut_off_slow_client(run.deadline + gateway_state().settings.idle_timeout)
+
+
+def cut_off_slow_client(deadline: float) -> Any:
+    """A client that stops reading cannot hold its answer (and the upstream job) past the timeouts.
+
+    gunicorn writes the answer with no timeout: a client that never reads would keep the write,
+    the run and its memory for as long as it stays connected. At deadline (UPSTREAM_TOTAL_TIMEOUT,
+    plus UPSTREAM_IDLE_TIMEOUT to write the timeout's own error) the socket is shut down; the
+    blocked write fails, gunicorn closes the response, and the close reaches the upstream job.
+    Returns what cancels it (None where there is no gunicorn socket)."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None or not gevent_active():
+        return None
+
+    def cut() -> None:            # runs in the event loop: must not block
+        # The OS socket's shutdown, not gevent's: that one would cancel the blocked write with an
+        # error gunicorn logs as a traceback; this one makes the write fail with EPIPE, quietly.
+        with contextlib.suppress(OSError):
+            getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
+    return call_later(deadline - time.monotonic(), cut)
 
 
 def observe_stream(items: Iterable[Any]) -> Iterator[Any]:
@@ -187,6 +264,8 @@ def finish_exchange(response: Any) -> Any:
 
 def record_exchange(ex: Exchange, status: int, streaming: bool) -> None:
     """Count the request and write its access line; a failure here never reaches the client."""
+    if ex.cutoff is not None:
+        ex.cutoff()
     try:
         _record(ex, status, streaming)
     except Exception:
@@ -205,8 +284,11 @@ def _record(ex: Exchange, status: int, streaming: bool) -> None:
         metrics.UPSTREAM_LATENCY.labels(ex.model).observe((ex.upstream_ended or now) - ex.upstream_started)
     if isinstance(ex.error, UpstreamError):
         metrics.UPSTREAM_ERRORS.labels(ex.error.code or "unknown").inc()
+    if ex.run is not None:
+        status_board.note(ex.model, ex.error)     # what the status page shows of the model
     metrics.sync_cache(ex.cache)
-    log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path, "model": ex.model,
+    log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path,
+                "model": ex.model or ex.requested_model,
                 "status": status, "stream": ex.stream, "duration_ms": _ms(now - ex.started),
                 "ttft_ms": _ms(ttft), "upstream": ex.upstream,
                 "error": ex.error.code if ex.error is not None else None})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -15,6 +16,11 @@ from .config import Settings
 
 access_log = logging.getLogger("gateway.access")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+# A value written bare in the text access line; anything else is written as a JSON string, so a
+# path with `%0a` or spaces in it stays one field of one line (a log reader cannot be fooled).
+BARE = re.compile(r"[A-Za-z0-9._:/@+,%~-]+")
+QUERY = re.compile(r"\?[^\s\"']*")
+URL_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests")
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,6 +60,7 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root.setLevel(settings.log_level)
     logging.getLogger("gateway").setLevel(settings.log_level)
+    hide_query_strings()
 
 
 def log_access(fields: dict[str, Any]) -> None:
@@ -67,4 +74,25 @@ def _text(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    return text if BARE.fullmatch(text) else json.dumps(text)
+
+
+class HideQueryStrings(logging.Filter):
+    """At DEBUG, urllib3 logs each request's path: its query string (a signed image URL's token)
+    is cut to `?…` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(QUERY.sub("?…", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = QUERY.sub("?…", record.msg)
+        return True
+
+
+def hide_query_strings() -> None:
+    """Install HideQueryStrings on the HTTP libraries' loggers (once)."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, HideQueryStrings) for f in logger.filters):
+            logger.addFilter(HideQueryStrings())

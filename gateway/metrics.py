@@ -34,6 +34,8 @@ OPEN_STREAMS = Gauge("gateway_open_streams", "SSE responses being sent right now
                      multiprocess_mode="livesum")
 UPSTREAM_ERRORS = Counter("gateway_upstream_errors", "Failed upstream jobs, by kind (the error code).",
                           ["kind"])
+UPSTREAM_WAITS = Counter("gateway_upstream_waits", "Status updates of upstream jobs that wait (a Space "
+                         "waking, a queue position or estimate), by kind.", ["kind"])
 CACHE_HITS = Counter("gateway_cache_hits", "App metadata found in the cache.")
 CACHE_MISSES = Counter("gateway_cache_misses", "App metadata built because the cache lacked it.")
 

@@ -13,7 +13,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields, validate
 
 from . import responses_schema, schemas, tools
-from .routes import completions, health, meta, models, responses
+from .routes import completions, health, meta, models, page, responses
 
 ERROR_STATUSES = {
     "400": "Invalid request: `param` names the field.",
@@ -329,4 +329,20 @@ def build(prefix: str = "", version: str = "1") -> dict[str, Any]:
         "operationId": "openapi", "summary": _summary(meta.get_openapi), "tags": ["operations"],
         "responses": {"200": {"description": "This document.",
                               "content": {"application/json": {"schema": {"type": "object"}}}}}}})
+    html = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    spec.path(path=f"{prefix}/", operations={"get": {
+        "operationId": "statusPage", "summary": _summary(page.page), "tags": ["operations"],
+        "parameters": [{"name": "part", "in": "query", "required": False,
+                        "schema": {"type": "string", "enum": ["models"]},
+                        "description": "`models`: the models table alone (needs the key when keys are on)."}],
+        "responses": {"200": {"description": "The status page, or its models table.", **html},
+                      "401": {"description": "The table without a valid key.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    spec.path(path=f"{prefix}/status/probe/{{model_id}}", operations={"post": {
+        "operationId": "probeModel", "summary": _summary(page.probe), "tags": ["operations"], "security": key,
+        "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "The models table, the model read again.", **html},
+                      "401": {"description": "Keys are on and none valid was sent.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      **_errors("404")}}})
     return spec.to_dict()

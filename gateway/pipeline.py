@@ -17,11 +17,13 @@ from typing import Any, Callable, Iterator, Mapping
 from . import credentials, emulation
 from .concurrency import make_queue, spawn
 from .emulation import Calls, Emulation
+from .http import note_requested_model
 from .iterables import close
 from .registry import Model
 from .schemas import ChatRequest
 from .tools import ToolCall
 from .upstream.deltas import Delta
+from .upstream.images import check_image_count
 from .upstream.run import KEEPALIVE, Finish, Run
 
 _END = object()
@@ -72,6 +74,8 @@ class Answer:
 def start(state: Any, chat: ChatRequest, headers: Mapping[str, str],
           client_socket: socket.socket | None) -> Answer:
     """Validate what needs the model, then start the request's upstream work."""
+    note_requested_model(chat.model)                                 # the access line names it
+    check_image_count(chat.messages, state.settings.max_images_per_request)
     model = state.registry.get(chat.model)                          # 404 on unknown model
     plan = emulation.for_request(model, chat)                        # 400 tools_not_supported
     upstream_chat = emulation.upstream_chat(chat, plan)

@@ -54,9 +54,53 @@ class Registry:
         return len(self._models)
 
 
+class ScalarInt(int):
+    """An integer that remembers how the file wrote it (`flags: 012` is YAML 1.1's octal 10)."""
+
+    text: str = ""
+
+
+class ModelsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, minus two silent traps: a duplicated key (the last one won) and an
+    integer's spelling (lost, so `flags: 012` became '10')."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicated key {key!r} (the later entry would silently replace the first)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value = ScalarInt(super().construct_yaml_int(node))
+        value.text = str(node.value)
+        return value
+
+
+ModelsLoader.add_constructor("tag:yaml.org,2002:int", ModelsLoader.construct_yaml_int)
+ModelsLoader.add_constructor("tag:yaml.org,2002:map", ModelsLoader.construct_yaml_map)
+ENTRY_KEY_GLUED = re.compile(r"^(space|spaces|api_name|flags|owned_by|description):\S")
+
+
+def _check_entries(raw: dict[str, Any], source: str) -> None:
+    """`space:http://…` (no blank after the colon) is one string to YAML, not a key and a value."""
+    models = raw.get("models")
+    if not isinstance(models, dict):
+        return
+    for model_id, entry in models.items():
+        if isinstance(entry, str) and ENTRY_KEY_GLUED.match(entry):
+            key = entry.split(":", 1)[0]
+            raise ConfigError(f"{source}: models.{model_id}: {entry[:60]!r} is one piece of text to YAML: "
+                              f"put a blank after the colon ({key}: ...)")
+
+
 def _parse(text: str, source: str) -> dict[str, Model]:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=ModelsLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -64,6 +108,7 @@ def _parse(text: str, source: str) -> dict[str, Model]:
         raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: must be a mapping with a top-level 'models' key")
+    _check_entries(raw, source)
     try:
         data: dict[str, Any] = ModelsFileSchema().load(raw)
     except ValidationError as exc:

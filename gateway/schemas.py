@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from .concurrency import cooperate
 from .tools import (ResponseFormat, ResponseFormatField, Tool, ToolCall, ToolChoice, ToolChoiceField, ToolsField,
                     arguments_text, check_choice)
 
@@ -16,6 +17,19 @@ SPACE_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SPACE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.:@+/-]{0,127}$")
 FLAGS = re.compile(r"^[0-5][0-2]$")
+
+
+SPACE_PAGE = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/spaces/([\w.-]+/[\w.-]+)/?(?:[?#].*)?$",
+                        re.I)
+
+
+def space_page_hint(space: str) -> str | None:
+    """A Space's web page given where its id belongs: the page is HTML, not the Gradio app."""
+    m = SPACE_PAGE.match(space.strip())
+    if m is None:
+        return None
+    return (f"{space} is the Space's web page, not its Gradio app: use the Space id {m.group(1)!r} "
+            "(the gateway finds the app's host through the Hub)")
 
 
 @dataclass(frozen=True)
@@ -146,27 +160,96 @@ def _part(item: Any, index: int) -> Part:
                                             "use 'text' or 'image_url'"]}})
 
 
+class MessagesField(fields.Field):
+    """`messages`: a non-empty list of {role, content}, checked by hand.
+
+    The same checks and error paths as a List of Nested(MessageSchema), at about a tenth of the
+    cost per message: 550,000 empty messages (a 10 MB body) would otherwise keep a worker busy
+    for seconds. Long lists let other greenlets run as they go.
+    """
+
+    default_error_messages = {"invalid": "Not a valid list."}
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[Message]:
+        if not isinstance(value, list):
+            raise self.make_error("invalid")
+        if not value:
+            raise ValidationError("must hold at least one message")
+        messages = []
+        for i, item in enumerate(value):
+            if i % 4096 == 4095:
+                cooperate()
+            messages.append(_message(item, i))
+        return messages
+
+
+def _message(item: Any, index: int) -> Message:
+    if not isinstance(item, dict):
+        raise ValidationError({index: {"_schema": ["Invalid input type."]}})
+    if "role" not in item:
+        raise ValidationError({index: {"role": ["Missing data for required field."]}})
+    role = item["role"]
+    if role is None:
+        raise ValidationError({index: {"role": ["Field may not be null."]}})
+    if not isinstance(role, str):
+        raise ValidationError({index: {"role": ["must be a string"]}})
+    if role not in ROLES:
+        raise ValidationError({index: {"role": [f"Must be one of: {', '.join(ROLES)}."]}})
+    if item.get("tool_calls") is not None or item.get("tool_call_id") is not None:
+        return _tool_turn(item, index, role)      # rare: the common path below stays as it was
+    content = item.get("content")
+    if content is None or content == "":
+        return _EMPTY[role, content]         # one shared object: 550,000 empty messages allocate none
+    if isinstance(content, str):
+        return Message(role, content)
+    if not isinstance(content, list):
+        raise ValidationError({index: {"content": ["must be a string, null or a list of content parts"]}})
+    try:
+        return Message(role, [_part(part, j) for j, part in enumerate(content)])
+    except ValidationError as exc:
+        raise ValidationError({index: {"content": exc.messages}}) from None
+
+
+_EMPTY = {(role, content): Message(role, content) for role in ROLES for content in (None, "")}
+
+
+def load_tool_calls(value: Any) -> tuple[ToolCall, ...]:
+    """An assistant turn's calls: [{id, type: function, function: {name, arguments}}]."""
+    if not isinstance(value, list):
+        raise ValidationError("must be a list of tool calls")
+    calls = []
+    for i, item in enumerate(value):
+        spec = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ValidationError({i: {"function": ["must be an object with a name"]}})
+        call_id = item.get("id") if isinstance(item.get("id"), str) else ""
+        calls.append(ToolCall(spec["name"], arguments_text(spec.get("arguments") or "{}"), call_id))
+    return tuple(calls)
+
+
+def _tool_turn(item: dict[str, Any], index: int, role: str) -> Message:
+    """A turn that called tools (assistant) or answers a call (tool)."""
+    plain = _message({"role": role, "content": item.get("content")}, index)
+    calls: tuple[ToolCall, ...] = ()
+    if item.get("tool_calls") is not None:
+        try:
+            calls = load_tool_calls(item["tool_calls"])
+        except ValidationError as exc:
+            raise ValidationError({index: {"tool_calls": exc.messages}}) from None
+    call_id = item.get("tool_call_id")
+    if call_id is not None and not isinstance(call_id, str):
+        raise ValidationError({index: {"tool_call_id": ["must be a string"]}})
+    return Message(role, plain.content, calls, call_id)
+
+
 class MessageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
     role = StrictString(required=True, validate=validate.OneOf(ROLES))
     content = ContentField(required=False, allow_none=True, load_default=None)
-    tool_calls = fields.Method(deserialize="load_tool_calls", required=False, allow_none=True)
+    tool_calls = fields.Function(deserialize=load_tool_calls, required=False, allow_none=True)
     tool_call_id = StrictString(required=False, allow_none=True)
-
-    def load_tool_calls(self, value: Any) -> tuple[ToolCall, ...]:
-        """An assistant turn's calls: [{id, type: function, function: {name, arguments}}]."""
-        if not isinstance(value, list):
-            raise ValidationError("must be a list of tool calls")
-        calls = []
-        for i, item in enumerate(value):
-            spec = item.get("function") if isinstance(item, dict) else None
-            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                raise ValidationError({i: {"function": ["must be an object with a name"]}})
-            call_id = item.get("id") if isinstance(item.get("id"), str) else ""
-            calls.append(ToolCall(spec["name"], arguments_text(spec.get("arguments") or "{}"), call_id))
-        return tuple(calls)
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> Message:
@@ -190,8 +273,7 @@ class ChatRequestSchema(Schema):
         unknown = EXCLUDE
 
     model = StrictString(required=True, validate=validate.Length(min=1))
-    messages = fields.List(fields.Nested(MessageSchema), required=True,
-                           validate=validate.Length(min=1, error="must hold at least one message"))
+    messages = MessagesField(required=True)
     stream = _opt(StrictBoolean)
     stream_options = fields.Nested(StreamOptionsSchema, required=False, allow_none=True)
     max_tokens = _opt(StrictInteger, validate=validate.Range(min=1))
@@ -243,6 +325,9 @@ class ModelEntrySchema(Schema):
     @validates_schema
     def check(self, data: dict[str, Any], **kwargs: Any) -> None:
         space = data.get("space", "")
+        hint = space_page_hint(space)
+        if hint:
+            raise ValidationError(hint, "space")
         if not (SPACE_ID.match(space) or SPACE_URL.match(space)):
             raise ValidationError("must be a Space id 'owner/name' or an http(s):// URL", "space")
         api_name = data.get("api_name")
@@ -250,14 +335,19 @@ class ModelEntrySchema(Schema):
             raise ValidationError("must look like '/chat'", "api_name")
         flags = data.get("flags")
         if isinstance(flags, int) and not isinstance(flags, bool):
-            flags = f"{flags:02d}"   # YAML reads flags: 41 as a number
+            # YAML reads flags: 41 as a number, and flags: 012 as the octal number 10.
+            written = getattr(flags, "text", None) or f"{flags:02d}"
+            if not FLAGS.match(written):
+                raise ValidationError(f"must be two digits: the first 0-5, the second 0-2 (YAML read {written} "
+                                      f"as the number {int(flags)}; write it in quotes: flags: \"41\")", "flags")
+            flags = written
         if flags is not None and not (isinstance(flags, str) and FLAGS.match(flags)):
             raise ValidationError("must be two digits: the first 0-5, the second 0-2", "flags")
 
     @post_load
     def normalise(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         if isinstance(data.get("flags"), int):
-            data["flags"] = f"{data['flags']:02d}"
+            data["flags"] = getattr(data["flags"], "text", None) or f"{data['flags']:02d}"
         if data.get("api_name") and not data["api_name"].startswith("/"):
             data["api_name"] = "/" + data["api_name"]
         return data

@@ -31,6 +31,7 @@ FAULTY_APPS: dict[str, dict[str, Any]] = {
     "burst": {"words": 8, "interval": 0.02, "heartbeat": 2.0},   # the load test's app
     "vision": {"multimodal": True},                 # takes files: image_url parts are fetched
     "wanderer": {},                                 # redirects elsewhere when told to
+    "plain": {"generator": False},                  # does not stream: the gateway pseudo-streams it
 }
 
 # A gunicorn config for probing the worker: gunicorn.conf.py plus a hook that answers, on a

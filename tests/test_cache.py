@@ -114,13 +114,35 @@ def test_many_requests_to_a_new_app_read_its_api_once(gateway: Any, fake_gradio:
     assert sum(1 for s in app.seen if s.path == "/config") == 1
 
 
-def test_cache_keys_hold_a_hash_of_the_credential_never_the_token(gateway: Any, fake_gradio: Any) -> None:
+def test_made_up_tokens_share_the_entry_of_a_public_app(gateway: Any, fake_gradio: Any) -> None:
+    """Issue 12, finding 8: each invented `hf_…` bearer got its own entry (two metadata fetches
+    each, and other apps evicted). What a public app shows does not depend on the credential."""
     app = fake_gradio()
     client = gateway({"m": app.url})
-    assert client.post("/v1/chat/completions", json=chat(), headers={"X-HF-Token": USER_TOKEN}).status_code == 200
+    for i in range(30):
+        token = f"hf_madeUp{i:04d}abcdefghijklmnopqrstuv"
+        resp = client.post("/v1/chat/completions", json=chat(), headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 200
     assert client.post("/v1/chat/completions", json=chat()).status_code == 200
     keys = client.application.extensions["gradio_chat_gateway"].upstream.apps.keys()
-    assert len(keys) == 2 and USER_TOKEN not in repr(keys) and USER_TOKEN[3:20] not in repr(keys)
+    assert keys == [(app.url, "public")]
+    assert sum(1 for s in app.seen if s.path == "/config") == 1
+
+
+def test_a_private_app_is_keyed_by_a_hash_of_the_credential_never_the_token(gateway: Any,
+                                                                           fake_gradio: Any) -> None:
+    app = fake_gradio(require_token=USER_TOKEN)
+    client = gateway({"m": app.url})
+    for _ in range(2):
+        resp = client.post("/v1/chat/completions", json=chat(), headers={"X-HF-Token": USER_TOKEN})
+        assert resp.status_code == 200, resp.get_json()
+    for i in range(10):     # refused tokens build nothing: no entry, nothing evicted
+        resp = client.post("/v1/chat/completions", json=chat(),
+                           headers={"X-HF-Token": f"hf_madeUp{i:04d}abcdefghijklmnopqrstuv"})
+        assert resp.status_code == 401
+    keys = client.application.extensions["gradio_chat_gateway"].upstream.apps.keys()
+    assert len(keys) == 1 and keys[0][1] != "public"
+    assert USER_TOKEN not in repr(keys) and USER_TOKEN[3:20] not in repr(keys)
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import ConfigError, load_settings
+import os
+
+from gateway.config import ConfigError, cpu_limit, load_server_settings, load_settings
 
 PROXY = "socks5h://user:s3cretpass@127.0.0.1:1080"
 
@@ -14,9 +16,23 @@ def test_use_proxy_true_1_yes_turn_the_proxy_on(flag: str) -> None:
     assert settings.proxies == {"http": PROXY, "https": PROXY}
 
 
-@pytest.mark.parametrize("flag", ["False", "false", "0", "no", "off", "on", "y", "", "enabled"])
-def test_anything_else_leaves_the_proxy_off(flag: str) -> None:
+@pytest.mark.parametrize("flag", ["False", "false", "0", "no", "NO", ""])
+def test_false_0_no_or_empty_leave_the_proxy_off(flag: str) -> None:
     assert load_settings({"USE_PROXY": flag, "PROXY_URL": PROXY}).proxies == {}
+
+
+@pytest.mark.parametrize("name", ["USE_PROXY", "BUILTIN_MODELS", "ALLOW_PRIVATE_IMAGE_URLS"])
+@pytest.mark.parametrize("flag", ["off", "on", "y", "enabled", "nope", "ture"])
+def test_a_boolean_outside_true_false_1_0_yes_no_stops_start_up(name: str, flag: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({name: flag, "PROXY_URL": PROXY})
+    assert str(err.value) == f"{name}: must be one of true/false/1/0/yes/no, got {flag!r}"
+
+
+def test_builtin_models_nope_is_an_error_not_an_empty_table() -> None:
+    with pytest.raises(ConfigError, match="^BUILTIN_MODELS:"):
+        load_settings({"BUILTIN_MODELS": "nope"})
+    assert load_settings({"BUILTIN_MODELS": "no"}).builtin_models is False
 
 
 def test_proxy_url_alone_does_not_turn_the_proxy_on() -> None:
@@ -76,3 +92,62 @@ def test_hf_endpoint_must_be_http() -> None:
     with pytest.raises(ConfigError, match="^HF_ENDPOINT:"):
         load_settings({"HF_ENDPOINT": "ftp://hub"})
     assert load_settings({"HF_ENDPOINT": "http://127.0.0.1:9/"}).hf_endpoint == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("WEB_CONCURRENCY", "abc", "WEB_CONCURRENCY: must be a whole number, got 'abc'"),
+    ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY: must be a finite number greater than 0 and at most 1024, got '0'"),
+    ("WORKER_CONNECTIONS", "10k", "WORKER_CONNECTIONS: must be a whole number, got '10k'"),
+    ("GRACEFUL_TIMEOUT", "30s", "GRACEFUL_TIMEOUT: must be a whole number of seconds, got '30s'"),
+    ("GUNICORN_TIMEOUT", "2m", "GUNICORN_TIMEOUT: must be a whole number of seconds, got '2m'"),
+    ("PORT", "80800", "PORT: must be a finite number greater than 0 and at most 65535, got '80800'"),
+    ("PORT", "http", "PORT: must be a whole number, got 'http'"),
+    ("LISTEN", "0.0.0.0:8000", "LISTEN: must be an address or host name without a port (the port is PORT), "
+                               "got '0.0.0.0:8000'"),
+    ("LISTEN", "my host", "LISTEN: must be an address or host name, got 'my host'"),
+    ("HUB_TIMEOUT", "never", "HUB_TIMEOUT: must be a number of seconds, got 'never'"),
+    ("STREAM_STATUS", "loud", "STREAM_STATUS: must be off or reasoning, got 'loud'"),
+])
+def test_every_server_setting_is_checked_by_the_server_and_the_commands_alike(name, value, expected) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_server_settings({name: value}) if name not in {"HUB_TIMEOUT", "STREAM_STATUS"} else load_settings(
+            {name: value})
+    assert str(err.value) == expected
+    with pytest.raises(ConfigError):        # what the commands load checks gunicorn's settings too
+        load_settings({name: value})
+
+
+def test_server_settings_defaults_and_ipv6_bind() -> None:
+    server = load_server_settings({"WEB_CONCURRENCY": "3"})
+    assert (server.bind, server.workers, server.workers_source, server.worker_connections,
+            server.graceful_timeout, server.timeout, server.access_log) == \
+        ("0.0.0.0:8000", 3, "WEB_CONCURRENCY", 10000, 30, 120, None)
+    assert load_server_settings({"LISTEN": "::1", "PORT": "9000"}).bind == "[::1]:9000"
+    assert load_settings({}).hub_timeout == 30.0 and load_settings({}).stream_status == "off"
+    assert load_settings({"STREAM_STATUS": "Reasoning"}).stream_status == "reasoning"
+
+
+def _cgroup(tmp_path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("files, workers", [
+    ({"cpu.max": "150000 100000\n"}, 2),                      # v2: 1.5 CPUs -> 2 workers
+    ({"cpu.max": "50000 100000\n"}, 1),                       # half a CPU: still one worker
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),   # v1
+])
+def test_workers_default_to_the_containers_cpu_limit(tmp_path, monkeypatch, files, workers) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))   # an 8-core host
+    server = load_server_settings({}, cgroup_root=_cgroup(tmp_path, files))
+    assert (server.workers, server.workers_source) == (workers, "container CPU limit")
+
+
+@pytest.mark.parametrize("files", [{"cpu.max": "max 100000\n"},
+                                   {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, {}])
+def test_without_a_cpu_limit_workers_are_the_cores(tmp_path, monkeypatch, files) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)))
+    assert cpu_limit(_cgroup(tmp_path, files)) == (3, "CPU cores")

@@ -17,7 +17,8 @@ def received(client: Any, headers: dict[str, str]) -> dict[str, Any]:
     """The credential headers the real `headers` app saw for one completion."""
     resp = client.post("/v1/chat/completions", json=chat(model="headers"), headers=headers)
     assert resp.status_code == 200, resp.get_json()
-    return json.loads(resp.get_json()["choices"][0]["message"]["content"])
+    shown = json.loads(resp.get_json()["choices"][0]["message"]["content"])
+    return {name: value[::-1] if value else value for name, value in shown.items()}   # the app reverses them
 
 
 @pytest.fixture
@@ -114,9 +115,8 @@ def test_user_token_refused_by_a_public_app_is_retried_once_anonymously(gateway:
     resp = client.post("/v1/chat/completions", json=chat(), headers={"X-HF-Token": USER_TOKEN})
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["choices"][0]["message"]["content"] == "hello there"
-    tokens = [s.headers.get("x-hf-authorization") for s in app.seen]
-    assert f"Bearer {USER_TOKEN}" in tokens and tokens[-1] is None
-    assert len(app.calls()) == 1
+    # The app's metadata is read anonymously (it is public); the refused call ran nothing.
+    assert [c.headers.get("x-hf-authorization") for c in app.calls()] == [f"Bearer {USER_TOKEN}", None]
 
 
 def test_zerogpu_quota_on_a_user_token_is_retried_once_anonymously(gateway: Any, fake_gradio: Any) -> None:
@@ -138,7 +138,8 @@ def test_operator_token_refused_is_not_retried_anonymously_or_leaked(gateway: An
     assert resp.status_code == 401
     assert resp.get_json()["error"]["code"] == "upstream_unauthorized"
     assert OPERATOR_TOKEN not in resp.get_data(as_text=True)
-    assert all(s.headers.get("x-hf-authorization") == f"Bearer {OPERATOR_TOKEN}" for s in app.seen)
+    calls = app.calls()
+    assert calls and all(c.headers.get("x-hf-authorization") == f"Bearer {OPERATOR_TOKEN}" for c in calls)
 
 
 def test_anonymous_call_never_falls_back_to_the_operator_token(gateway: Any, fake_gradio: Any) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from gateway.upstream.deltas import Delta, SnapshotDiffer, word_chunks
@@ -84,3 +85,58 @@ def test_a_stream_without_stop_delivers_the_whole_answer_in_several_deltas(mappi
     deltas = [c["choices"][0]["delta"].get("content") for c in sse_chunks(mapping_client, stream=True)]
     pieces = [d for d in deltas if d]
     assert "".join(pieces) == "You said: hello world" and len(pieces) > 2
+
+
+# ---------------------------------------------------------------- issue 12: linear time
+
+def naive_held(text: str, stop: str) -> int:
+    return next((n for n in range(min(len(stop) - 1, len(text)), 0, -1) if stop.startswith(text[-n:])), 0)
+
+
+def test_the_stop_scanner_agrees_with_a_naive_search_on_every_snapshot():
+    import random
+
+    from gateway.upstream.deltas import StopScanner
+
+    rng = random.Random(12)
+    for _ in range(2_000):
+        stop = "".join(rng.choice("ab") for _ in range(rng.randint(1, 8)))
+        text = "".join(rng.choice("abc") for _ in range(rng.randint(0, 40)))
+        scanner = StopScanner(stop)
+        for end in sorted(rng.sample(range(len(text) + 1), min(4, len(text) + 1))):
+            found = scanner.find(text[:end], extends=True)
+            assert found == text[:end].find(stop), (stop, text[:end])
+            if found >= 0:
+                break
+            assert scanner.held == naive_held(text[:end], stop), (stop, text[:end])
+
+
+def test_long_stop_sequences_cost_time_linear_in_the_snapshots():
+    """Finding 3: the held-back check sliced the text once per length of each stop, per snapshot."""
+    text = "ab " * 5_400
+    differ = SnapshotDiffer(["ab " * 2_000 + "X", "ba " * 2_000, "ab " * 1_999 + "aY", "b" * 6_000])
+    started = time.process_time()
+    sent = "".join(differ.feed(text[:end]).content for end in range(3, len(text), 3))
+    sent += differ.feed(text, final=True).content
+    assert sent == text
+    assert time.process_time() - started < 1.0
+
+
+def test_pseudo_streaming_cuts_any_text_into_a_bounded_number_of_pieces():
+    """Finding 2: a 4 MB answer was 1.3 million pieces of three words."""
+    text = "ab " * 1_400_000
+    started = time.process_time()
+    pieces = word_chunks(text)
+    assert "".join(pieces) == text and len(pieces) <= 260
+    assert time.process_time() - started < 0.5
+    assert word_chunks("one two three four five") == ["one two three", " four five"]
+
+
+def test_an_echoed_credential_is_redacted_however_the_snapshots_cut_it():
+    token = "hf_userSecretToken1234567890abcdef"
+    text = f"you sent &#104;{token[1:]} and {token.upper()} ok"
+    for step in (1, 3, 7):
+        differ = SnapshotDiffer(secrets=(token, None))
+        sent = "".join(differ.feed(text[:end]).content for end in range(step, len(text), step))
+        sent += differ.feed(text, final=True).content
+        assert sent == "you sent [redacted] and [redacted] ok", sent

@@ -1,4 +1,5 @@
-"""Deploy files: Docker, compose, Render and Procfile all start the same gunicorn command."""
+"""Deploy files: Docker, compose, Render and Procfile all start the same command, and agree with the
+README and config.py on the settings (all inside the repository: no file outside it is read)."""
 from __future__ import annotations
 
 import json
@@ -11,14 +12,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gateway.config import ServerSettings
+
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACT = ROOT.parent / "shared" / "CONTRACT.md"
-COMMAND = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-# CONTRACT section 3, kept here so the test also runs where shared/ is absent.
-CONTRACT_VARIABLES = {"LISTEN", "PORT", "MODELS_FILE", "BUILTIN_MODELS", "GATEWAY_API_KEYS", "HF_TOKEN",
-                      "USE_PROXY", "PROXY_URL", "UPSTREAM_CONNECT_TIMEOUT", "UPSTREAM_IDLE_TIMEOUT",
-                      "UPSTREAM_TOTAL_TIMEOUT", "SSE_KEEPALIVE", "MAX_IMAGE_BYTES", "ALLOW_PRIVATE_IMAGE_URLS",
-                      "HF_ENDPOINT", "LOG_LEVEL"}
+# `gradio-chat-gateway serve` execs `gunicorn -c gateway/gunicorn_conf.py 'gateway:create_app()'`
+# after checking every setting (gunicorn itself would trip over WEB_CONCURRENCY=abc with a traceback).
+COMMAND = ["gradio-chat-gateway", "serve"]
+# The variables the settings module reads (load_settings, load_server_settings), plus the one
+# gunicorn_conf.py reads itself.
+READ = re.compile(r'(?:env\.get\(|_number\(env, |_flag\(env, |_choice\(env, )"([A-Z][A-Z0-9_]+)"')
+SETTINGS = set(READ.findall((ROOT / "gateway" / "config.py").read_text())) | {"PROMETHEUS_MULTIPROC_DIR"}
+
+
+def readme_configuration_names() -> list[str]:
+    """Every variable named in the first column of the README's Configuration table, as often as it is."""
+    section = (ROOT / "README.md").read_text().split("\n## Configuration\n")[1].split("\n### ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [name for line in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])]
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -46,32 +56,34 @@ def test_every_deploy_file_starts_the_same_gunicorn_command():
     assert docker_cmd == COMMAND
 
 
-def test_contract_variables_are_the_ones_this_test_knows():
-    if not CONTRACT.exists():
-        pytest.skip("shared/CONTRACT.md is not next to the repository")
-    section = CONTRACT.read_text().split("## 3.")[1].split("\n## ")[0].split("### ")[0]
-    table = [line for line in section.splitlines() if line.startswith("| `")]
-    found = {name for line in table for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])}
-    assert found == CONTRACT_VARIABLES
+def test_the_readme_documents_every_setting_once_and_nothing_else():
+    names = readme_configuration_names()
+    assert sorted(names) == sorted(set(names)), "a variable listed twice"
+    assert set(names) == SETTINGS
 
 
-def test_compose_lists_every_configuration_variable():
+def test_compose_lists_every_setting_once_with_the_readmes_defaults():
+    text = (ROOT / "docker-compose.yml").read_text()
     environment = compose_service()["environment"]
-    assert CONTRACT_VARIABLES <= set(environment)
+    assert set(environment) == SETTINGS
+    for name in SETTINGS:
+        assert len(re.findall(rf"^\s+{name}:", text, re.M)) == 1, name
     assert environment["LISTEN"] == "0.0.0.0"
+    # Empty means the default: compose never states a default of its own that could drift from the README.
+    assert all(value == f"${{{name}:-}}" for name, value in environment.items() if name not in {"LISTEN", "PORT"})
 
 
 def test_compose_gives_open_streams_time_and_descriptors():
     service = compose_service()
     grace = int(service["stop_grace_period"].rstrip("s"))
-    assert grace > int(re.search(r":-(\d+)", service["environment"]["GRACEFUL_TIMEOUT"]).group(1))
+    assert grace > ServerSettings().graceful_timeout
     assert service["ulimits"]["nofile"]["soft"] >= 2 * 10000
 
 
 def test_render_blueprint_checks_health_and_keeps_secrets_out():
     render = yaml.safe_load((ROOT / "render.yaml").read_text())["services"][0]
     assert render["healthCheckPath"] == "/healthz"
-    assert render["buildCommand"] == "pip install -r requirements.txt"
+    assert render["buildCommand"] == "pip install -r requirements.txt ."
     secrets = {v["key"]: v for v in render["envVars"] if v["key"] in {"HF_TOKEN", "GATEWAY_API_KEYS"}}
     assert all(v.get("sync") is False and "value" not in v for v in secrets.values()) and len(secrets) == 2
 
@@ -92,7 +104,7 @@ def test_dockerfile_runs_as_non_root_with_runtime_dependencies_and_a_healthcheck
     assert user and not user[-1].startswith(("root", "0"))
     assert words.index("USER") < words.index("CMD")
     runs = " ".join(args for word, args in steps if word == "RUN")
-    assert "-r requirements.txt" in runs and "requirements-dev" not in runs
+    assert "-r requirements.txt" in runs and "requirements-dev" not in runs and "--no-deps ." in runs
     [healthcheck] = [args for word, args in steps if word == "HEALTHCHECK"]
     assert "/healthz" in healthcheck
     copied = " ".join(args for word, args in steps if word == "COPY")
@@ -103,5 +115,5 @@ def test_dockerignore_sends_only_what_the_image_runs():
     lines = [line for line in (ROOT / ".dockerignore").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"
-    assert {line[1:] for line in lines if line.startswith("!")} == {"requirements.txt", "wsgi.py",
+    assert {line[1:] for line in lines if line.startswith("!")} == {"requirements.txt", "wsgi.py", "pyproject.toml",
                                                                    "gunicorn.conf.py", "gateway/"}

@@ -151,3 +151,13 @@ def test_queue_errors_and_quota_of_versions_without_titles() -> None:
     assert "'" not in error.message
     plain = error_from_event("404: Session not found.")
     assert plain.status_code == 502 and "Session not found" in plain.message
+
+
+def test_a_one_step_blocks_chat_of_3x_is_found_by_its_fn_index() -> None:
+    """`msg.submit(respond, [msg, chatbot], [msg, chatbot])` on 3.50.2: no api_name, no chain."""
+    app = app_of("3.50.2", "one_step")
+    plan = build_plan(app, None, None, chat(("user", "earlier"), ("assistant", "ok"), ("user", "now")),
+                      no_upload)
+    assert plan.endpoint.api_name is None and plan.endpoint.follower is None
+    assert plan.data == ["now", [["earlier", "ok"]]]
+    assert plan.outputs(["", [["earlier", "ok"], ["now", "the answer"]]]) == ("the answer", "")

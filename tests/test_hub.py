@@ -81,7 +81,9 @@ def test_private_space_is_served_with_its_token_on_hub_and_app(gateway: Any, hub
     client = gateway({"m": "me/private"}, HF_ENDPOINT=hub.url)
     resp = ask(client, {"X-HF-Token": PRIVATE_TOKEN})
     assert resp.status_code == 200, resp.get_json()
-    assert hub.lookups == [("me/private", f"Bearer {PRIVATE_TOKEN}")]      # Authorization for the Hub
+    # Asked anonymously first (a public Space's metadata is shared by every caller); the Hub
+    # refuses, so the Space is private: asked again with the token, as Authorization for the Hub.
+    assert hub.lookups == [("me/private", None), ("me/private", f"Bearer {PRIVATE_TOKEN}")]
     assert {s.headers.get("x-hf-authorization") for s in app.seen} == {f"Bearer {PRIVATE_TOKEN}"}
 
 
@@ -105,14 +107,14 @@ def test_invalid_user_token_at_the_hub_falls_back_to_anonymous(gateway: Any, hub
     client = gateway({"m": "team/echo"}, HF_ENDPOINT=hub.url)
     resp = ask(client, {"X-HF-Token": USER_TOKEN})
     assert resp.status_code == 200, resp.get_json()
-    assert [auth for _, auth in hub.lookups] == [f"Bearer {USER_TOKEN}", None]
+    assert [auth for _, auth in hub.lookups] == [None]     # a public Space: looked up anonymously
 
 
 def test_operator_token_goes_to_the_hub_only_behind_gateway_keys(gateway: Any, hub: Any,
                                                                    apps: dict[str, str]) -> None:
-    hub.spaces["team/echo"] = Space(apps["echo"])
-    open_client = gateway({"m": "team/echo"}, HF_ENDPOINT=hub.url, HF_TOKEN=OPERATOR_TOKEN)
-    assert ask(open_client).status_code == 200
-    keyed = gateway({"m": "team/echo"}, HF_ENDPOINT=hub.url, HF_TOKEN=OPERATOR_TOKEN, GATEWAY_API_KEYS="k1")
+    hub.spaces["team/private"] = Space(apps["echo"], token=OPERATOR_TOKEN)
+    open_client = gateway({"m": "team/private"}, HF_ENDPOINT=hub.url, HF_TOKEN=OPERATOR_TOKEN)
+    assert ask(open_client).status_code == 401
+    keyed = gateway({"m": "team/private"}, HF_ENDPOINT=hub.url, HF_TOKEN=OPERATOR_TOKEN, GATEWAY_API_KEYS="k1")
     assert ask(keyed, {"Authorization": "Bearer k1"}).status_code == 200
-    assert [auth for _, auth in hub.lookups] == [None, f"Bearer {OPERATOR_TOKEN}"]
+    assert [auth for _, auth in hub.lookups] == [None, None, f"Bearer {OPERATOR_TOKEN}"]

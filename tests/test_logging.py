@@ -82,7 +82,7 @@ def test_failures_are_logged_with_their_error_code(make_app, capsys):
     [unknown] = _access_json_lines(err, "log-fail-2")
     [bad] = _access_json_lines(err, "log-fail-3")
     assert (failed["status"], failed["error"], failed["model"]) == (502, "upstream_error", "failing-app")
-    assert (unknown["status"], unknown["error"], unknown["model"]) == (404, "model_not_found", None)
+    assert (unknown["status"], unknown["error"], unknown["model"]) == (404, "model_not_found", "no-such-model")
     assert (bad["status"], bad["error"]) == (400, "invalid_content_type")
     assert "hunter2" not in err and SECRET_TOKEN not in err
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from typing import Any
 
 import pytest
 
-from gateway.upstream.outputs import read_outputs
+from gateway.upstream.outputs import file_link, read_outputs, split_thinking
 
 USER = [{"role": "user", "content": "2+2"}]
 
@@ -113,3 +114,32 @@ def test_think_tags_are_reasoning_too(tag):
 
 def test_an_open_details_block_is_reasoning_in_progress():
     assert read_outputs(["<details><summary>Thinking</summary>so far"]) == ("", "so far")
+
+
+# ---------------------------------------------------------------- issue 12: hostile outputs
+
+def test_unclosed_reasoning_tags_cost_linear_time():
+    """Finding 1: `<details<details…` without a `>` made the tag regex quadratic (96 KB: minutes)."""
+    for flood in ("<details" * 50_000, "<summary" * 50_000, "<think>" * 50_000 + "<summary" * 50_000):
+        started = time.process_time()
+        content, reasoning = split_thinking(flood)
+        assert time.process_time() - started < 0.5
+        assert len(content) + len(reasoning) <= len(flood)
+
+
+@pytest.mark.parametrize("value, shown", [
+    ({"url": "javascript:alert(1)", "orig_name": "click.png"}, "click.png"),
+    ({"url": " JavaScript:alert(1)"}, "JavaScript:alert\\(1\\)"),
+    ({"url": "data:text/html,<script>x</script>", "orig_name": "a.html"}, "a.html"),
+    ({"url": "https://h/x.png", "orig_name": "x](javascript:alert(1))"},
+     "[x\\]\\(javascript:alert\\(1\\)\\)](https://h/x.png)"),
+    ({"url": "https://h/a b(1).png", "orig_name": "a b(1).png"}, "[a b\\(1\\).png](https://h/a%20b%281%29.png)"),
+])
+def test_file_outputs_link_only_http_urls_and_escape_markdown(value, shown):
+    """Finding 17: file outputs became Markdown links unescaped, `javascript:` URLs included."""
+    assert file_link(value) == shown
+
+
+def test_a_partial_numeric_entity_is_not_unescaped_before_it_is_complete():
+    assert split_thinking("a &#10")[0] == "a &#10"
+    assert split_thinking("a &#104;&amp;")[0] == "a h&"

@@ -16,6 +16,7 @@ from ..concurrency import cooperate
 from ..errors import UpstreamError
 
 READ_SIZE = 64 * 1024
+YIELD_EVERY = 1024 * 1024
 
 
 class Inflater:
@@ -79,9 +80,13 @@ def read_limited(chunks: Iterator[bytes], content_encoding: str | None, limit: i
     """A whole body of at most `limit` decoded bytes; UpstreamError past it."""
     decoded = Decoded(content_encoding, what)
     body = bytearray()
+    next_yield = YIELD_EVERY
     for chunk in chunks:
         for piece in decoded.feed(chunk):
             body += piece
             if len(body) > limit:
                 raise UpstreamError(f"The Gradio app sent an oversized answer ({what}; over MAX_UPSTREAM_BYTES).")
+        if len(body) >= next_yield:           # a fast sender never makes a read wait: let others run
+            next_yield += YIELD_EVERY
+            cooperate()
     return bytes(body)

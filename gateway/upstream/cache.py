@@ -10,7 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import Any, Callable, Generic, Hashable, TypeVar
+
+from ..errors import UpstreamUnauthorized
 
 V = TypeVar("V")
 
@@ -99,5 +101,61 @@ class BuildOnceCache(Generic[V]):
         with self._lock:
             return list(self._items)
 
+    def peek(self, key: Hashable) -> V | None:
+        """The cached value, if there is a live one: never builds, never counts (the status page)."""
+        with self._lock:
+            item = self._items.get(key)
+            return item[1] if item is not None and item[0] > self._clock() else None
+
     def __len__(self) -> int:
         return len(self._items)
+
+
+PUBLIC = "public"
+
+
+class AppCache(BuildOnceCache[V]):
+    """The per-app metadata cache (CONTRACT §7), keyed so that callers cannot multiply entries.
+
+    What a public app shows (its config, its API) is the same for every caller, so it has one
+    entry, (space, "public"), built anonymously: a made-up `hf_…` bearer shares it and costs
+    nothing. Only a space that refused the anonymous build (a private Space) is keyed by the
+    hash of the caller's credential; that is remembered (bounded, for the cache's ttl) so the
+    anonymous attempt is not repeated per request. A credential the app refuses builds no
+    entry (failures are not cached), so invented tokens cannot flush other apps out either.
+    """
+
+    def __init__(self, maxsize: int = 256, ttl: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(maxsize, ttl, clock)
+        self._private: OrderedDict[str, float] = OrderedDict()
+
+    def key(self, space: str, credential: Any) -> tuple[str, str]:
+        if credential.token and self._is_private(space):
+            return (space, credential.fingerprint)
+        return (space, PUBLIC)
+
+    def get_for(self, space: str, credential: Any, build: Callable[[Any], V]) -> V:
+        """The metadata of space as credential sees it; build(credential) makes it."""
+        key = self.key(space, credential)
+        if key[1] != PUBLIC:
+            return self.get(key, lambda: build(credential))
+        try:
+            return self.get(key, lambda: build(credential.anonymous()))
+        except UpstreamUnauthorized:
+            if not credential.token:
+                raise
+        self._mark_private(space)
+        return self.get((space, credential.fingerprint), lambda: build(credential))
+
+    def _is_private(self, space: str) -> bool:
+        with self._lock:
+            until = self._private.get(space)
+            return until is not None and until > self._clock()
+
+    def _mark_private(self, space: str) -> None:
+        with self._lock:
+            self._private[space] = self._clock() + self.ttl
+            self._private.move_to_end(space)
+            while len(self._private) > self.maxsize:
+                self._private.popitem(last=False)

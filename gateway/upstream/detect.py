@@ -191,6 +191,13 @@ def choose_endpoint(app: App, api_name: str | None) -> Endpoint:
         candidates = [e for e in app.endpoints.values()
                       if e.follower is not None and e.parameters and _fits("message", e.parameters[0])]
     if not candidates:
+        # 3.x names no event unless the app does: an unnamed one that takes a message, or a
+        # message and a Chatbot (the one-step Blocks chat), reached by its fn_index.
+        candidates = [e for e in app.endpoints.values()
+                      if e.api_name is None and e.parameters and _fits("message", e.parameters[0])
+                      and (score("message", e.parameters[0]) >= 2
+                           or any(_looks_like_history(p) for p in e.parameters[1:]))]
+    if not candidates:
         public = [e for e in app.endpoints.values() if e.public and e.parameters]
         if len(public) == 1 and _fits("message", public[0].parameters[0]):
             return public[0]

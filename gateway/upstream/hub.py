@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -11,6 +12,9 @@ import requests
 from ..credentials import Credential
 from ..errors import SpaceNotFound, UpstreamUnauthorized, UpstreamUnavailable, UpstreamTimeout
 from .protocol import check_status, mapped_errors
+from .run import STATUS_LOG_EVERY, current_run
+
+log = logging.getLogger("gateway.upstream")
 
 # RUNNING_BUILDING / RUNNING_APP_STARTING: the old version serves while a new one starts.
 RUNNING = {"RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"}
@@ -62,6 +66,15 @@ def check_stage(info: SpaceInfo) -> None:
                               retry_after=60 if info.stage == "PAUSED" else None)
 
 
+def _say_waking(info: SpaceInfo, waited: float) -> None:
+    text = f"The Space '{info.space_id}' is waking up (stage {info.stage}, {waited:.0f} s so far)."
+    run = current_run()
+    if run is not None:
+        run.status(text, kind="space_waking", space=info.space_id, stage=info.stage, waited_s=round(waited))
+    else:
+        log.info("waiting (space_waking): %s", text)
+
+
 def wait_awake(session: requests.Session, lookup: Callable[[], SpaceInfo], info: SpaceInfo,
                deadline: float, timeout: tuple[float, float], headers: dict[str, str]) -> SpaceInfo:
     """Wake a SLEEPING Space (any request to its host does) and wait, within deadline, until it runs."""
@@ -70,7 +83,13 @@ def wait_awake(session: requests.Session, lookup: Callable[[], SpaceInfo], info:
         # Space needs the credential to be woken.
         session.get(info.host, headers=headers, timeout=timeout, allow_redirects=False).close()
     poll = POLL_FIRST
+    started, last_said = time.monotonic(), float("-inf")
     while info.stage in SLEEPING or info.stage in STARTING:
+        now = time.monotonic()
+        # A request's run keeps its log lines sparse itself; a command (no run) is kept sparse here.
+        if current_run() is not None or now - last_said >= STATUS_LOG_EVERY:
+            last_said = now
+            _say_waking(info, now - started)
         if time.monotonic() + poll > deadline:
             raise UpstreamTimeout(f"The Space '{info.space_id}' did not wake up in time "
                                   f"(stage {info.stage}).")

@@ -6,6 +6,7 @@ import binascii
 import ipaddress
 import mimetypes
 import socket
+from typing import Any, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import requests
@@ -136,5 +137,34 @@ def fetch_image(session: requests.Session, url: str, *, limit: int, allow_privat
     return bytes(body), mime
 
 
+def check_image_count(messages: list[Any], limit: int) -> None:
+    """400 naming the first image_url part past MAX_IMAGES_PER_REQUEST (CONTRACT §3)."""
+    seen = 0
+    for i, message in enumerate(messages):
+        parts = message.content if isinstance(message.content, list) else ()
+        for j, part in enumerate(parts):
+            seen += part.type == "image_url"
+            if seen > limit:
+                raise InvalidRequest(f"A request may carry at most {limit} images "
+                                     f"(MAX_IMAGES_PER_REQUEST).", param=f"messages[{i}].content[{j}]",
+                                     code="too_many_images")
+
+
 def file_name(mime: str, index: int) -> str:
     return f"image{index}{mimetypes.guess_extension(mime) or '.bin'}"
+
+
+class UploadOnce:
+    """upload(url) for one request: each distinct URL fetched and uploaded once, numbered in order.
+
+    200 parts naming one URL are one fetch and one upload; the same FileData goes with each.
+    """
+
+    def __init__(self, upload: Callable[[str, int], dict[str, Any]]) -> None:
+        self._upload = upload
+        self._done: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, url: str) -> dict[str, Any]:
+        if url not in self._done:
+            self._done[url] = self._upload(url, len(self._done) + 1)
+        return self._done[url]

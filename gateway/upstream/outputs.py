@@ -9,31 +9,85 @@ import html
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
-# A block still open at the end of a snapshot is reasoning in progress.
-THINKING = re.compile(r"<(details|think|thinking)\b[^>]*>(.*?)(?:</\1>|$)", re.S | re.I)
-SUMMARY = re.compile(r"<summary\b[^>]*>.*?(?:</summary>|$)", re.S | re.I)
+# Tags are found by scanning: an opening tag ends at the first `>` before any other `<`, and a
+# block ends at its closing tag or at the end of the text (a block still open at the end of a
+# snapshot is reasoning in progress). Every search resumes where the last one ended, so a
+# text costs time linear in its length, whatever it holds (`<details<details…`, say).
+OPEN = re.compile(r"<(details|think|thinking)\b[^<>]*>", re.I)
+CLOSE = {name: re.compile(f"</{name}>", re.I) for name in ("details", "think", "thinking")}
+SUMMARY_OPEN = re.compile(r"<summary\b[^<>]*>", re.I)
+SUMMARY_CLOSE = re.compile(r"</summary>", re.I)
+SAFE_SCHEMES = ("http://", "https://")
+MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]()<>!])")     # what could end the label or start markup in it
+# Only complete entities (with their `;`): HTML5 would also read `&#10` as a newline, so a
+# stream whose snapshot ends inside `&#104;` would send the wrong characters before the
+# snapshot that completes it (and a credential's redaction would miss it).
+ENTITY = re.compile(r"&(?:#[0-9]{1,8}|#[xX][0-9a-fA-F]{1,8}|[A-Za-z][A-Za-z0-9]{1,31});")
 Text = tuple[str, str]
+
+
+def unescape(text: str) -> str:
+    """html.unescape of the complete entities of text only."""
+    return ENTITY.sub(lambda m: html.unescape(m.group(0)), text) if "&" in text else text
 
 
 def _join(parts: list[str], sep: str = "\n\n") -> str:
     return sep.join(p for p in parts if p)
 
 
+def _blocks(text: str, opener: re.Pattern[str], closer: Any) -> tuple[list[str], list[str]]:
+    """(the text outside the blocks, the insides of the blocks), in one pass."""
+    outside, inside, pos = [], [], 0
+    while (m := opener.search(text, pos)) is not None:
+        close = closer(m).search(text, m.end())
+        outside.append(text[pos:m.start()])
+        inside.append(text[m.end():close.start() if close else len(text)])
+        pos = close.end() if close else len(text)
+    outside.append(text[pos:])
+    return outside, inside
+
+
+def _drop_summaries(text: str) -> str:
+    return "".join(_blocks(text, SUMMARY_OPEN, lambda m: SUMMARY_CLOSE)[0])
+
+
 def split_thinking(text: str) -> Text:
     """(content, reasoning) of a string with <details>/<think>/<thinking> blocks; entities unescaped."""
-    blocks = [SUMMARY.sub("", m.group(2)).strip() for m in THINKING.finditer(text)]
+    outside, inside = _blocks(text, OPEN, lambda m: CLOSE[m.group(1).lower()])
+    if not inside:
+        return unescape(text), ""
+    blocks = [_drop_summaries(b).strip() for b in inside]
     # Only leading space goes: stripping the tail too would take back what a stream already sent.
-    content = THINKING.sub("", text).lstrip() if blocks else text
-    return html.unescape(content), html.unescape(_join(blocks, "\n"))
+    content = "".join(outside).lstrip()
+    return unescape(content), unescape(_join(blocks, "\n"))
+
+
+def _markdown_text(text: str) -> str:
+    """Text that cannot close a link label or open a link, image or HTML tag of its own."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _link_target(url: str) -> str:
+    """A URL safe inside Markdown's (...): spaces, parentheses and angle brackets escaped."""
+    return quote(url, safe=":/?#[]@!$&'*+,;=%~.-_")
 
 
 def file_link(value: dict[str, Any], file_base: str = "") -> str:
-    """A Markdown link to a FileData output."""
+    """A Markdown link to a FileData output: http(s) targets only, the name escaped.
+
+    A URL of any other scheme (`javascript:`, `data:`, `file:`) is not linked: the name alone
+    is shown, so a chat UI that renders the answer cannot be made to run or open it.
+    """
     path = value.get("path")
     url = value.get("url") or (f"{file_base}{path}" if file_base and path else path) or ""
+    url = url if isinstance(url, str) else ""
     name = value.get("orig_name") or str(path or url).rsplit("/", 1)[-1]
-    return f"[{name}]({url})" if url else ""
+    label = _markdown_text(str(name)) or "file"
+    if not url.strip().lower().startswith(SAFE_SCHEMES):
+        return label if url else ""
+    return f"[{label}]({_link_target(url.strip())})"
 
 
 def _is_file(value: Any) -> bool:
@@ -98,7 +152,7 @@ def _from_list(value: list[Any], file_base: str) -> Text:
 
 def _pair(reasoning: str, answer: str) -> Text:
     content, more = split_thinking(answer)
-    return content, _join([html.unescape(reasoning), more], "\n")
+    return content, _join([unescape(reasoning), more], "\n")
 
 
 def extract_output(value: Any, file_base: str = "") -> Text:

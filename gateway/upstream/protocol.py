@@ -6,11 +6,15 @@ This is the one boundary where exceptions of `requests` become GatewayErrors
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import logging
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -18,11 +22,13 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 from urllib.parse import urlsplit
 
-from .bounded import READ_SIZE, Decoded, read_limited
+from ..concurrency import cooperate
+from .bounded import READ_SIZE, YIELD_EVERY, Decoded, read_limited
 
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
+log = logging.getLogger("gateway.upstream")
 MAX_EVENT_BYTES = 32 * 1024 * 1024     # MAX_UPSTREAM_BYTES' default, for streams opened without a Gradio
 RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.I)
 RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
@@ -49,25 +55,84 @@ class Event:
     data: Any
 
 
+def failure_reason(exc: BaseException) -> str:
+    """Why a connection failed, in words an operator can act on: name resolution, refused, TLS, timeout.
+
+    Read from the exception's chain (requests wraps urllib3, which wraps the socket's error), by
+    type, never by message text. "" when nothing more specific is known.
+    """
+    request = getattr(exc, "request", None)
+    host = urlsplit(getattr(request, "url", "") or "").hostname or "the host"
+    chain = _chain(exc)
+    if _any(chain, socket.gaierror, urllib3.exceptions.NameResolutionError):
+        return f"name resolution failed for {host}"
+    if _any(chain, ConnectionRefusedError):
+        return f"connection refused by {host}"
+    tls = _any(chain, ssl.SSLError)
+    if tls is not None:
+        return f"TLS failed with {host} ({getattr(tls, 'reason', None) or type(tls).__name__})"
+    if any(isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) for e in chain):
+        return f"no route to {host}"
+    # urllib3's NewConnectionError is a ConnectTimeoutError too: only a plain one is a timeout.
+    if any(isinstance(e, (urllib3.exceptions.ConnectTimeoutError, socket.timeout)) and
+           not isinstance(e, urllib3.exceptions.NewConnectionError) for e in chain):
+        return f"timed out connecting to {host}"
+    return ""
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps: causes, contexts, urllib3's reasons, exceptions in args."""
+    found: list[BaseException] = []
+    stack: list[Any] = [exc]
+    while stack and len(found) < 32:
+        err = stack.pop()
+        if not isinstance(err, BaseException) or any(err is f for f in found):
+            continue
+        found.append(err)
+        stack += [err.__cause__, err.__context__, getattr(err, "reason", None),
+                  *(a for a in err.args if isinstance(a, BaseException))]
+    return found
+
+
+def _any(chain: list[BaseException], *kinds: type[BaseException]) -> BaseException | None:
+    return next((e for e in chain if isinstance(e, kinds)), None)
+
+
+def _because(exc: BaseException) -> str:
+    reason = failure_reason(exc)
+    return f": {reason}" if reason else ""
+
+
+def _logged(err: GatewayError, what: str) -> GatewayError:
+    """The same words in the log as in the answer (the message never carries a credential)."""
+    log.warning("upstream failure (%s): %s", what, err.message)
+    return err
+
+
 @contextlib.contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
-    """Translate `requests` and decoding failures into the gateway's error tree."""
+    """Translate `requests` and decoding failures into the gateway's error tree, saying why."""
     try:
         yield
     except GatewayError:
         raise
-    except requests.exceptions.ConnectTimeout:
-        raise UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}).") from None
+    except requests.exceptions.ConnectTimeout as exc:
+        raise _logged(UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}){_because(exc)}."),
+                      what) from None
     except requests.exceptions.ReadTimeout:
         raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
-    except requests.exceptions.ProxyError:
-        raise UpstreamUnavailable(f"The proxy refused the connection ({what}).") from None
-    except requests.exceptions.SSLError:
-        raise UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}).") from None
+    except requests.exceptions.ProxyError as exc:
+        raise _logged(UpstreamUnavailable(f"The proxy refused the connection ({what}){_because(exc)}."),
+                      what) from None
+    except requests.exceptions.SSLError as exc:
+        raise _logged(UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}){_because(exc)}."),
+                      what) from None
     except requests.exceptions.ConnectionError as exc:
         if _never_connected(exc):
-            raise UpstreamUnreachable(f"The Gradio app is unreachable ({what}).") from None
-        raise UpstreamUnavailable(f"The connection to the Gradio app broke ({what}).") from None
+            raise _logged(UpstreamUnreachable(f"The Gradio app is unreachable ({what}){_because(exc)}."),
+                          what) from None
+        raise _logged(UpstreamUnavailable(f"The connection to the Gradio app broke ({what}){_because(exc)}."),
+                      what) from None
     except urllib3.exceptions.ReadTimeoutError:      # from raw reads of an event stream
         raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
     except urllib3.exceptions.HTTPError:             # the stream broke mid-answer
@@ -75,7 +140,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     except (requests.exceptions.RequestException, OSError) as exc:
         if isinstance(exc, ValueError):   # requests' JSONDecodeError is both kinds: it is bad JSON
             raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
-        raise UpstreamError(f"The connection to the Gradio app failed ({what}).") from None
+        raise UpstreamError(f"The connection to the Gradio app failed ({what}){_because(exc)}.") from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise UpstreamError(f"The Gradio app sent a malformed answer ({what}).") from None
 
@@ -311,15 +376,15 @@ def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     read gets. urllib3 is not asked to decode: bounded.Decoded inflates piece by piece.
     """
     decoded = Decoded(getattr(raw, "gateway_encoding", None), "event stream")
-    if getattr(raw, "chunked", True):
-        for chunk in raw.read_chunked(None, decode_content=False):
-            yield from decoded.feed(chunk)
-        return
-    while True:
-        chunk = raw.read1(READ_SIZE)
-        if not chunk:
-            return
-        yield from decoded.feed(chunk)
+    pieces = raw.read_chunked(READ_SIZE, decode_content=False) if getattr(raw, "chunked", True) \
+        else iter(lambda: raw.read1(READ_SIZE), b"")
+    since_yield = 0
+    for piece in pieces:
+        yield from decoded.feed(piece)
+        since_yield += len(piece)
+        if since_yield >= YIELD_EVERY:       # an app that sends fast never makes a read wait:
+            since_yield = 0                  # let the worker answer others meanwhile
+            cooperate()
 
 
 def _lines(chunks: Iterator[bytes], limit: int = MAX_EVENT_BYTES) -> Iterator[bytes]:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..concurrency import EMPTY, gevent_active, make_queue, spawn
+from .. import metrics
+from ..concurrency import EMPTY, cooperate, gevent_active, make_queue, spawn
 from ..config import Settings
 from ..errors import GatewayError, UpstreamTimeout
 from .deltas import Delta
@@ -15,6 +18,21 @@ from .deltas import Delta
 KEEPALIVE = object()      # yielded by Run.events() when the stream has been idle SSE_KEEPALIVE seconds
 _CLIENT_GONE = object()
 _NOTHING = object()       # no item arrived before the wait ended
+YIELD_EVERY = 0.05        # seconds an upstream greenlet may run before it lets the others run
+STATUS_LOG_EVERY = 10.0   # seconds between two INFO lines of one run's waiting, unless its kind changes
+log = logging.getLogger("gateway.upstream")
+# The Run whose job the current greenlet (or thread) works for: lets code far below the runner
+# (the Hub's wait for a waking Space) report status without a Run passed down to it.
+_CURRENT: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("gateway_run", default=None)
+
+
+def current_run() -> "Run | None":
+    return _CURRENT.get()
+
+
+@dataclass(frozen=True)
+class StatusDelta(Delta):
+    """A status line sent as reasoning_content (STREAM_STATUS=reasoning): never part of an answer."""
 
 @dataclass(frozen=True)
 class Finish:
@@ -46,6 +64,10 @@ class Run:
         self.accepted = False              # the app took the job: no transient retry any more
         self.first_event_at: float | None = None
         self._client_socket = client_socket
+        self._yielded_at = time.monotonic()
+        self.stream_status = getattr(settings, "stream_status", "off") == "reasoning"
+        self.created = time.monotonic()
+        self._status_logged: tuple[str, float] = ("", 0.0)   # (kind, when) of the last INFO line
 
     # ------------------------------------------------------------ producer side
 
@@ -56,14 +78,21 @@ class Run:
         return self
 
     def _work(self, job: Callable[["Run"], None]) -> None:
+        _CURRENT.set(self)          # the job's own greenlet or thread: its own context
         try:
             job(self)
         except BaseException as exc:  # handed to the consumer, who raises or drops it
             self._queue.put(exc if not self._closed else _CLIENT_GONE)
 
     def emit(self, delta: Delta) -> None:
+        now = time.monotonic()
+        if now - self._yielded_at > YIELD_EVERY:
+            # An app whose events arrive faster than they are handled never makes this greenlet
+            # wait on its socket: give the others (a /healthz, other streams) their turn.
+            self._yielded_at = now
+            cooperate()
         if self.first_event_at is None:
-            self.first_event_at = time.monotonic()
+            self.first_event_at = now
         if delta:
             self.emitted = True
         elif self._queued:
@@ -75,6 +104,32 @@ class Run:
     def tick(self) -> None:
         """The upstream is alive (a heartbeat, a wait before a retry): resets the idle timer."""
         self._ticked_at = time.monotonic()
+
+    def status(self, text: str, *, kind: str = "wait", **fields: Any) -> None:
+        """The upstream job waits (a Space waking, a queue): make it visible.
+
+        One INFO line per kind change and at most every STATUS_LOG_EVERY seconds (fields go
+        to the JSON line as they are: stage, position, eta ...); a count in
+        gateway_upstream_waits_total{kind}; a sign of life for the idle timer; and, with
+        STREAM_STATUS=reasoning, the text as a reasoning_content delta of a waiting stream.
+        Such a delta is sent only once the stream's headers would have gone out anyway
+        (SSE_KEEPALIVE seconds), so an early error keeps its real status code, and it is never
+        part of a non-stream answer nor a reason to stop retrying.
+        """
+        if self._closed:
+            return
+        now = time.monotonic()
+        self.tick()
+        metrics.UPSTREAM_WAITS.labels(kind).inc()
+        last_kind, last_at = self._status_logged
+        if kind != last_kind or now - last_at >= STATUS_LOG_EVERY:
+            self._status_logged = (kind, now)
+            extra = " ".join(f"{k}={v}" for k, v in fields.items())
+            log.info("waiting (%s): %s%s", kind, text, f" [{extra}]" if extra else "",
+                     extra={"status": {"kind": kind, **fields}})
+        if self.stream_status and now - self.created >= self.keepalive and not self.emitted:
+            self._queued = True
+            self._queue.put(StatusDelta(reasoning=text.rstrip() + "\n"))
 
     def finish(self, reason: str = "stop") -> None:
         self._queued = True
@@ -148,6 +203,8 @@ class Run:
         """(content, reasoning, finish_reason) of the whole run."""
         content, reasoning, reason = [], [], "stop"
         for item in self.events():
+            if isinstance(item, StatusDelta):
+                continue
             if isinstance(item, Delta):
                 content.append(item.content)
                 reasoning.append(item.reasoning)
@@ -173,11 +230,26 @@ class Run:
 
         A read watcher on the event loop with a callback, not a greenlet polling each second:
         an open stream then costs no wake-ups and about 10 KiB less (measured by bench/).
+        A client that sent more bytes after its request (pipelining, or a stray byte) keeps the
+        socket readable, so a peek cannot tell a hang-up any more: from then on a timer asks
+        the kernel every HANGUP_POLL seconds whether the peer shut down (POLLRDHUP), which
+        unread bytes do not hide.
         """
         from gevent import get_hub
 
         raw = getattr(sock, "_sock", sock)     # the non-blocking OS socket under gevent's
-        watcher = get_hub().loop.io(sock.fileno(), 1)
+        loop = get_hub().loop
+        watcher = loop.io(sock.fileno(), 1)
+        state = {"current": watcher}
+
+        def gone() -> None:
+            state["current"].stop()
+            self._queue.put(_CLIENT_GONE)
+            spawn(self.close)
+
+        def hung_up() -> None:                # runs in the hub: poll(0) does not block
+            if _peer_hung_up(sock.fileno()):
+                gone()
 
         def readable() -> None:               # runs in the hub: must not block
             try:
@@ -186,11 +258,39 @@ class Run:
                 return
             except OSError:
                 data = b""
+            if not data:
+                gone()
+                return
             watcher.stop()
-            if data:
-                return  # the client sent more bytes (pipelining): hang-ups cannot be told apart
-            self._queue.put(_CLIENT_GONE)
-            spawn(self.close)
+            timer = loop.timer(HANGUP_POLL, HANGUP_POLL)
+            state["current"] = timer
+            timer.start(hung_up)
 
         watcher.start(readable)
-        return watcher
+        return _Closer(state)
+
+
+HANGUP_POLL = 0.5         # seconds between two hang-up checks of a client that sent extra bytes
+
+
+class _Closer:
+    """Closes whichever watcher (the read watcher or the hang-up timer) is current."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    def close(self) -> None:
+        self._state["current"].close()
+
+
+def _peer_hung_up(fd: int) -> bool:
+    """True when the peer closed its side or the connection broke, unread bytes or not."""
+    import select
+
+    from gevent import monkey
+
+    poll = monkey.get_original("select", "poll")()
+    poll.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    return any(events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, events in poll.poll(0))

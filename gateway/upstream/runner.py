@@ -16,10 +16,10 @@ from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQ
 from ..registry import Model
 from ..schemas import ChatRequest
 from .apps import App, load_app
-from .cache import BuildOnceCache
+from .cache import AppCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
-from .images import fetch_image, file_name, guard_image_session
+from .images import UploadOnce, fetch_image, file_name, guard_image_session
 from . import wire
 from .mapping import Plan, build_plan
 from .protocol import Gradio, UpstreamUnreachable, retry_after_from
@@ -65,6 +65,21 @@ def error_from_event(data: Any) -> GatewayError:
     return UpstreamError(f"The Gradio app failed: {message}")
 
 
+def _signs_of_life(run: Run, event: wire.Event) -> None:
+    """A heartbeat keeps the job alive; a queue's status is also made visible (run.status)."""
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.kind == "status" and data.get("stage") == "queue":
+        rank, eta = data.get("rank"), data.get("eta")
+        where = f"position {rank + 1}" if isinstance(rank, int) else "waiting"
+        est = f", about {eta:.0f} s" if isinstance(eta, (int, float)) else ""
+        run.status(f"In the app's queue: {where}{est}.", kind="queue", position=rank, eta=eta,
+                   queue_size=data.get("queue_size"))
+    elif event.kind == "status":
+        run.status("The app is working on it.", kind="processing")
+    else:
+        run.tick()
+
+
 class Upstream:
     """The gateway's way to Gradio apps: shared pools, the metadata cache, and runs."""
 
@@ -74,7 +89,7 @@ class Upstream:
         # Images come from hosts users name: their own pools, which connect to public addresses only.
         self.image_session = (make_session(settings) if settings.allow_private_image_urls
                               else guard_image_session(make_session(settings)))
-        self.apps: BuildOnceCache[App] = BuildOnceCache(settings.cache_size, settings.cache_ttl)
+        self.apps: AppCache[App] = AppCache(settings.cache_size, settings.cache_ttl)
 
     @property
     def timeouts(self) -> tuple[float, float]:
@@ -150,8 +165,8 @@ class Upstream:
         return fresh.signature != stale.signature
 
     def _app_key(self, model: Model, credential: Credential) -> tuple[str, str]:
-        # What an app shows may depend on the credential (a private Space): key by its hash.
-        return (model.space, credential.fingerprint)
+        # By the credential's hash only where it changes what the app shows (cache.AppCache).
+        return self.apps.key(model.space, credential)
 
     def _gradio(self, base_url: str, credential: Credential, api_prefix: str = "/gradio_api") -> Gradio:
         connect, read = self.timeouts
@@ -159,17 +174,28 @@ class Upstream:
                       connect_timeout=connect, read_timeout=read, api_prefix=api_prefix,
                       max_bytes=getattr(self.settings, "max_upstream_bytes", 32 * 1024 * 1024))
 
+    def known_apps(self) -> dict[str, App]:
+        """The apps this worker has read, by their model's `space`: what the status page shows
+        without calling anything."""
+        found: dict[str, App] = {}
+        for key in self.apps.keys():
+            app = self.apps.peek(key)
+            space = key[0] if isinstance(key, tuple) and key else key
+            if app is not None and isinstance(space, str):
+                found.setdefault(space, app)
+        return found
+
     def app_for(self, model: Model, credential: Credential, deadline: float | None = None) -> App:
         """The app's metadata, from the cache or built once."""
-        def build() -> App:
+        def build(credential: Credential) -> App:
             base = model.space if model.is_url else self._space_host(model.space, credential, deadline)
             return load_app(base, self._gradio(base, credential))
-        return self.apps.get(self._app_key(model, credential), build)
+        return self.apps.get_for(model.space, credential, build)
 
     def _space_host(self, space_id: str, credential: Credential, deadline: float | None) -> str:
         def lookup() -> Any:
             return space_info(self.session, self.settings.hf_endpoint, space_id, credential,
-                              (self.settings.connect_timeout, self.settings.connect_timeout + 20))
+                              (self.settings.connect_timeout, self.settings.hub_timeout))
         info = lookup()
         check_stage(info)
         if info.stage in SLEEPING:
@@ -189,19 +215,19 @@ class Upstream:
 
     def _attempt(self, run: Run, app: App, model: Model, chat: ChatRequest, credential: Credential) -> None:
         gradio = self._gradio(app.base_url, credential, app.api_prefix)
-        counter = iter(range(1, 1000))
         plan = build_plan(app, model.api_name, model.flags, chat,
-                          upload=lambda url: self._upload(gradio, url, next(counter)))
+                          upload=UploadOnce(lambda url, index: self._upload(gradio, url, index)))
         first = plan.endpoint
         if first.follower is None:
-            self._answer(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)), plan, chat.stop)
+            self._answer(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)), plan,
+                         chat.stop, credential.secrets)
             return
         # A two-step chat: the first step only puts the user's turn into the Chatbot; its
         # follower, called with the first step's outputs, writes the answer.
         outputs = self._silently(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)))
         if outputs is not None:
             self._answer(run, wire.start(gradio, app, first.follower, plan.follower_inputs(app, outputs)), plan,
-                         chat.stop)
+                         chat.stop, credential.secrets)
 
     @staticmethod
     def _silently(run: Run, job: wire.Job) -> Any:
@@ -216,17 +242,17 @@ class Upstream:
                     return event.data
                 if event.kind == "error":
                     raise error_from_event(event.data)
-                run.tick()
+                _signs_of_life(run, event)
             raise UpstreamError("The Gradio app closed the stream before the answer was complete.")
         finally:
             job.close()
 
-    def _answer(self, run: Run, job: wire.Job, plan: Plan, stop: Any) -> None:
+    def _answer(self, run: Run, job: wire.Job, plan: Plan, stop: Any, secrets: Any = ()) -> None:
         """Stream the answer's job into the run: snapshots become deltas, stop sequences cut it."""
         run.accepted = True                    # from here on, a retry would run the prompt twice
         run.on_close(job.close)
         generator = plan.answer.generator
-        differ = SnapshotDiffer(stop)
+        differ = SnapshotDiffer(stop, secrets)
         ended = False
         try:
             for event in job.events():
@@ -247,7 +273,7 @@ class Upstream:
                 elif event.kind == "error":
                     raise error_from_event(event.data)
                 else:                            # heartbeat, queue status: the job is alive
-                    run.tick()
+                    _signs_of_life(run, event)
             else:
                 raise UpstreamError("The Gradio app closed the stream before the answer was complete.")
         finally:

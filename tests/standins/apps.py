@@ -45,12 +45,12 @@ BLOCKED = threading.Event()        # set when the blocking app runs a job
 
 
 def headers_app() -> gr.Blocks:
-    """Answers with the credential headers its /call request carried (a gr.Request)."""
+    """Answers with the credential headers its /call request carried (a gr.Request), each value
+    reversed: the gateway redacts a credential an app echoes plainly (CONTRACT §5)."""
     def show(message, history, request: gr.Request):
         seen = {k.lower(): v for k, v in request.headers.items()}
-        return json.dumps({"x-hf-authorization": seen.get("x-hf-authorization"),
-                           "x-ip-token": seen.get("x-ip-token"),
-                           "authorization": seen.get("authorization")})
+        return json.dumps({name: seen[name][::-1] if seen.get(name) else seen.get(name)
+                           for name in ("x-hf-authorization", "x-ip-token", "authorization")})
     return gr.ChatInterface(show, api_name="chat")
 
 

@@ -46,6 +46,7 @@ class Fault:
       enormous      answer with one output of `size` characters
       app_error     send Gradio's `error` event with `message`
       output        answer with `message` as the output (any text, lone surrogates included)
+      stream        stream `message` as growing snapshots, `size` characters more each (0: a word more)
     """
 
     kind: str
@@ -99,7 +100,8 @@ class App:
     """One Gradio app of the stand-in: its API, its reply, its armed faults, what reached it."""
 
     def __init__(self, server: "FaultyGradio", name: str, *, words: int = 3, interval: float = 0.0,
-                 multimodal: bool = False, gate: int = 0, heartbeat: float = 0.2) -> None:
+                 multimodal: bool = False, gate: int = 0, heartbeat: float = 0.2,
+                 generator: bool = True) -> None:
         self.server = server
         self.name = name
         self.words = words              # the reply streams this many words
@@ -107,6 +109,7 @@ class App:
         self.multimodal = multimodal
         self.gate = gate                # hold every stream (heartbeating) until this many are open at once
         self.heartbeat = heartbeat      # seconds between two heartbeats
+        self.generator = generator      # False: the endpoint does not stream (the gateway pseudo-streams)
         self.streaming = 0              # this app's open event streams
         self.peak = 0                   # the most that were open at once
         self.version = 1
@@ -131,7 +134,7 @@ class App:
     def config(self) -> dict[str, Any]:
         api_name, _ = _chat_api(self.version, self.multimodal)
         return {"version": "6.31.0", "protocol": "sse_v3", "api_prefix": "/gradio_api",
-                "dependencies": [{"id": 3, "api_name": api_name, "types": {"generator": True},
+                "dependencies": [{"id": 3, "api_name": api_name, "types": {"generator": self.generator},
                                   "api_visibility": "public"}]}
 
     def info(self) -> dict[str, Any]:
@@ -423,6 +426,15 @@ class FaultyGradio:
         if fault and fault.kind in ("enormous", "output"):
             text = "x" * fault.size if fault.kind == "enormous" else (fault.message or "")
             await send("generating", [text[: fault.size // 2], None])
+            await send("complete", [text, None])
+            return
+        if fault and fault.kind == "stream":
+            text = fault.message or ""
+            ends = range(fault.size, len(text), fault.size) if fault.size else \
+                [i for i, ch in enumerate(text) if ch == " "]
+            for end in ends:
+                if not await send("generating", [text[:end], None]):
+                    return
             await send("complete", [text, None])
             return
         words = app.reply().split(" ")

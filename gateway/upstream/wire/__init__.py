@@ -23,10 +23,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..apps import CALL, SSE_QUEUE, SSE_V0, WS, App, Endpoint
-from ..protocol import Gradio
+from ..protocol import Event, Gradio
 from .base import Job
 
-__all__ = ["Job", "start"]
+__all__ = ["Event", "Job", "start"]
 
 
 def start(gradio: Gradio, app: App, endpoint: Endpoint, data: list[Any]) -> Job:
