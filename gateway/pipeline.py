@@ -24,7 +24,7 @@ from .schemas import ChatRequest
 from .tools import ToolCall
 from .upstream.deltas import Delta
 from .upstream.images import check_image_count
-from .upstream.run import KEEPALIVE, Finish, Run
+from .upstream.run import KEEPALIVE, Finish, Run, StatusDelta
 
 _END = object()
 
@@ -94,7 +94,8 @@ def read(events: Iterator[Any], plan: Emulation, n: int) -> Iterator[Any]:
             index, event = event if isinstance(event, tuple) else (0, event)
             if event is KEEPALIVE:
                 yield event
-            elif not plan.active and isinstance(event, Delta):     # the common case, without a reader
+            elif isinstance(event, StatusDelta) or not plan.active and isinstance(event, Delta):
+                # a waiting stream's status line (never part of an answer), or the common case
                 yield Item(index, delta=event)
             elif isinstance(event, Delta):
                 said = False
@@ -122,7 +123,7 @@ def collect(items: Iterator[Any], n: int) -> list[Choice]:
         if not isinstance(item, Item):
             continue
         choice = choices[item.index]
-        if item.delta is not None:
+        if item.delta is not None and not isinstance(item.delta, StatusDelta):
             parts[item.index][0].append(item.delta.content)
             parts[item.index][1].append(item.delta.reasoning)
         choice.calls += item.calls

@@ -4,7 +4,8 @@ Output items, in order: a `reasoning` item when the app showed reasoning, then e
 assistant `message` with one `output_text` part, or one `function_call` item per call.
 A stream is `response.created`, `response.in_progress`, each item's added/delta/done
 events, and `response.completed` with the whole `output`; an error after the headers
-went out is `response.failed`. Every event has `type` and `sequence_number`.
+went out is `response.failed`. Every event has `type` and `sequence_number`. STREAM_STATUS
+lines are for chat completion streams only: here a waiting stream gets keep-alive comments.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .pipeline import Choice, Item
 from .responses_schema import ResponsesRequest
 from .tools import ToolCall
 from .upstream.deltas import Delta
-from .upstream.run import KEEPALIVE
+from .upstream.run import KEEPALIVE, StatusDelta
 from .payloads import estimate_tokens
 
 
@@ -202,7 +203,7 @@ def events(req: ResponsesRequest, items: Iterable[Any], request_id: str | None =
         for item in source:
             if item is KEEPALIVE:
                 yield item
-            elif isinstance(item, Item) and item.delta:
+            elif isinstance(item, Item) and item.delta and not isinstance(item.delta, StatusDelta):
                 yield from stream.delta(item.delta)
             elif isinstance(item, Item) and item.calls:
                 yield from stream.calls(item.calls)
