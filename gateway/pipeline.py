@@ -168,6 +168,10 @@ class Fanout:
         return self._queue.qsize() > 0
 
     @property
+    def deadline(self) -> float:
+        return max(run.deadline for run in self.runs)
+
+    @property
     def first_event_at(self) -> float | None:
         times = [t for t in (r.first_event_at for r in self.runs) if t is not None]
         return min(times) if times else None
