@@ -78,13 +78,14 @@ def for_request(model: Model, chat: ChatRequest) -> Emulation:
 
 def upstream_chat(chat: ChatRequest, emulation: Emulation) -> ChatRequest:
     """The chat the app gets: tool turns as readable text, the emulation's instructions as system text."""
-    messages = [readable(m, _call_names(chat.messages)) for m in chat.messages]
+    messages = chat.messages
+    if any(m.tool_calls or m.role == "tool" for m in messages):      # one pass; most chats have none
+        names = _call_names(messages)
+        messages = [readable(m, names) for m in messages]
     extra = emulation.system_text()
     if extra:
-        messages.append(Message("system", extra))     # joined after the client's own system text
-    if messages == chat.messages:
-        return chat
-    return replace(chat, messages=messages)
+        messages = [*messages, Message("system", extra)]   # joined after the client's own system text
+    return chat if messages is chat.messages else replace(chat, messages=messages)
 
 
 def _call_names(messages: list[Message]) -> dict[str, str]:
