@@ -177,7 +177,7 @@ class ResponsesRequestSchema(Schema):
         check_choice(data.get("tools") or [], data.get("tool_choice"))
 
     @post_load
-    def make(self, data: dict[str, Any], raw: dict[str, Any] | None = None, **kwargs: Any) -> ResponsesRequest:
+    def make(self, data: dict[str, Any], **kwargs: Any) -> ResponsesRequest:
         messages = data["input"]
         if data.get("instructions"):
             messages = [Message("system", data["instructions"]), *messages]
