@@ -16,7 +16,7 @@ from .http import (add_cors_headers, add_request_id_header, begin_exchange, chec
 from .keys import KeyRing, load_keys
 from .logs import configure_logging, hide_query_strings
 from .registry import Registry, load_registry
-from .routes import completions, health, meta, models, page
+from .routes import completions, health, meta, models, page, responses
 from .shared_state import SharedState
 from .upstream import Upstream
 
@@ -92,6 +92,7 @@ def _api_blueprint(state: GatewayState) -> Blueprint:
     api = Blueprint("gateway_api", __name__, url_prefix=state.url_prefix + "/v1")
     api.register_blueprint(models.bp)
     api.register_blueprint(completions.bp)
+    api.register_blueprint(responses.bp)
 
     @api.before_request
     def guard() -> None:

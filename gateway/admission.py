@@ -142,9 +142,10 @@ class MeteredRun:
         text: list[str] = []
         try:
             for item in self._run.events():
-                if isinstance(item, Delta):
-                    text.append(item.content)
-                    text.append(item.reasoning)
+                delta = item[1] if isinstance(item, tuple) else item     # a Fanout's (index, event)
+                if isinstance(delta, Delta):
+                    text.append(delta.content)
+                    text.append(delta.reasoning)
                 yield item
         finally:
             self._ticket.spend(usage(self._chat, "".join(text))["total_tokens"])

@@ -12,8 +12,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields, validate
 
-from . import schemas
-from .routes import completions, health, meta, models, page
+from . import responses_schema, schemas, tools
+from .routes import completions, health, meta, models, page, responses
 
 ERROR_STATUSES = {
     "400": "Invalid request: `param` names the field.",
@@ -46,17 +46,31 @@ class UsageSchema(Schema):
     total_tokens = fields.Integer(required=True)
 
 
+class FunctionCallSchema(Schema):
+    name = fields.String(required=True)
+    arguments = fields.String(required=True, metadata={"description": "The arguments, a JSON object as text."})
+
+
+class ToolCallSchema(Schema):
+    index = fields.Integer(metadata={"description": "In streams only: the call's place in the list."})
+    id = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.Equal("function"))
+    function = fields.Nested(FunctionCallSchema, required=True)
+
+
 class AssistantMessageSchema(Schema):
     role = fields.String(required=True, validate=validate.Equal("assistant"))
     content = fields.String(required=True, allow_none=True)
     reasoning_content = fields.String(metadata={"description": "The model's reasoning, when it shows one."})
+    tool_calls = fields.List(fields.Nested(ToolCallSchema), metadata={
+        "description": "With `tools: emulate`: the calls the app's answer made (finish_reason tool_calls)."})
 
 
 class ChoiceSchema(Schema):
     index = fields.Integer(required=True)
     message = fields.Nested(AssistantMessageSchema, required=True)
     logprobs = fields.Raw(allow_none=True, metadata={"description": "Always null."})
-    finish_reason = fields.String(required=True, validate=validate.OneOf(["stop", "length"]))
+    finish_reason = fields.String(required=True, validate=validate.OneOf(["stop", "length", "tool_calls"]))
 
 
 class ChatCompletionSchema(Schema):
@@ -72,6 +86,7 @@ class DeltaSchema(Schema):
     role = fields.String(validate=validate.Equal("assistant"))
     content = fields.String()
     reasoning_content = fields.String()
+    tool_calls = fields.List(fields.Nested(ToolCallSchema))
 
 
 class ChunkChoiceSchema(Schema):
@@ -114,10 +129,14 @@ class ReadySchema(Schema):
 
 def _strict_fields(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
     """The request schema's own field classes, as JSON Schema."""
+    if isinstance(field, tools.ToolsField):
+        return _tools_field(field)
     if isinstance(field, schemas.StopField):
         return {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4},
                           {"type": "null"}],
                 "description": "Up to four sequences; the output is cut at the first match."}
+    if type(field) in FIELD_SCHEMAS:
+        return FIELD_SCHEMAS[type(field)]
     if isinstance(field, schemas.ContentField):
         return {"oneOf": [{"type": "string"}, {"type": "null"},
                           {"type": "array", "items": {"$ref": "#/components/schemas/ContentPart"}}]}
@@ -132,6 +151,40 @@ CONTENT_PART = {"oneOf": [
                     "image_url": {"type": "object", "required": ["url"],
                                   "properties": {"url": {"type": "string",
                                                          "description": "A data: URL or an http(s) URL."}}}}}]}
+
+
+TOOL = {"type": "object", "required": ["type", "function"],
+        "properties": {"type": {"const": "function"},
+                       "function": {"type": "object", "required": ["name"],
+                                    "properties": {"name": {"type": "string"}, "description": {"type": "string"},
+                                                   "parameters": {"type": "object"}}}}}
+FLAT_TOOL = {"type": "object", "required": ["type", "name"],
+             "properties": {"type": {"const": "function"}, "name": {"type": "string"},
+                            "description": {"type": "string"}, "parameters": {"type": "object"},
+                            "strict": {"type": "boolean"}}}
+FORMAT = {"type": "object", "required": ["type"], "description": "text, json_object, or json_schema with a "
+          "schema: asked for in the system text, the answer checked (502 response_format_mismatch if not).",
+          "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}}}
+FIELD_SCHEMAS: dict[type, dict[str, Any]] = {
+    tools.ToolChoiceField: {"description": "none, auto, required, or one function: "
+                            "{\"type\": \"function\", \"function\": {\"name\"}} (flat `name` on /v1/responses). "
+                            "Required or named on a model without `tools: emulate`: 400 tools_not_supported.",
+                            "oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}, {"type": "null"}]},
+    tools.ResponseFormatField: {**FORMAT, "type": ["object", "null"]},
+    responses_schema.InputField: {"description": "A string (one user turn) or a list of items: messages "
+                                  "(input_text, output_text, input_image parts), function_call, "
+                                  "function_call_output; reasoning items are left out.",
+                                  "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+    responses_schema.TextField: {"type": ["object", "null"], "properties": {"format": FORMAT}},
+    responses_schema.ReasoningField: {"type": ["object", "null"],
+                                      "properties": {"effort": {"enum": list(schemas.REASONING_EFFORTS)}}},
+}
+
+
+def _tools_field(field: fields.Field) -> dict[str, Any]:
+    flat = getattr(field, "flat", False)
+    return {"type": ["array", "null"], "items": FLAT_TOOL if flat else TOOL, "maxItems": 128,
+            "description": "Function tools. Emulated on models with `tools: emulate`, dropped on others."}
 
 
 def _new_spec(version: str) -> APISpec:
@@ -149,6 +202,9 @@ def _new_spec(version: str) -> APISpec:
 
 def _components(spec: APISpec) -> None:
     spec.components.schema("ContentPart", CONTENT_PART)
+    spec.components.schema("Response", RESPONSE)
+    spec.components.schema("ResponseEvent", RESPONSE_EVENT)
+    spec.components.schema("ResponsesRequest", schema=responses_schema.ResponsesRequestSchema)
     for name, schema in (("ChatRequest", schemas.ChatRequestSchema), ("ChatCompletion", ChatCompletionSchema),
                          ("ChatCompletionChunk", ChatCompletionChunkSchema), ("Model", ModelSchema),
                          ("ModelList", ModelListSchema), ("Error", ErrorSchema), ("Health", HealthSchema),
@@ -181,6 +237,56 @@ SSE_DESCRIPTION = ("With `stream: true`: server-sent events. Each `data:` line h
                    "first chunk is one `data: {\"error\": …}` event; the stream ends with `data: [DONE]`.")
 
 
+OUTPUT_ITEM = {"oneOf": [
+    {"type": "object", "required": ["type", "id", "role", "status", "content"],
+     "properties": {"type": {"const": "message"}, "id": {"type": "string"}, "role": {"const": "assistant"},
+                    "status": {"type": "string"},
+                    "content": {"type": "array", "items": {"type": "object", "required": ["type", "text"],
+                                                           "properties": {"type": {"const": "output_text"},
+                                                                          "text": {"type": "string"}}}}}},
+    {"type": "object", "required": ["type", "id", "call_id", "name", "arguments"],
+     "properties": {"type": {"const": "function_call"}, "id": {"type": "string"}, "call_id": {"type": "string"},
+                    "name": {"type": "string"}, "arguments": {"type": "string"}}},
+    {"type": "object", "required": ["type", "id", "summary"],
+     "properties": {"type": {"const": "reasoning"}, "id": {"type": "string"}, "summary": {"type": "array"},
+                    "content": {"type": "array", "items": {"type": "object", "properties": {
+                        "type": {"const": "reasoning_text"}, "text": {"type": "string"}}}}}}]}
+RESPONSE = {"type": "object", "required": ["id", "object", "created_at", "status", "model", "output"],
+            "properties": {"id": {"type": "string"}, "object": {"const": "response"},
+                           "created_at": {"type": "integer"},
+                           "status": {"enum": ["in_progress", "completed", "failed"]},
+                           "model": {"type": "string"}, "output": {"type": "array", "items": OUTPUT_ITEM},
+                           "error": {"type": ["object", "null"]},
+                           "usage": {"type": ["object", "null"], "properties": {
+                               "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"},
+                               "total_tokens": {"type": "integer"}}}}}
+RESPONSE_EVENT = {"type": "object", "required": ["type", "sequence_number"],
+                  "properties": {"type": {"type": "string", "pattern": "^response\\."},
+                                 "sequence_number": {"type": "integer", "minimum": 0},
+                                 "response": {"$ref": "#/components/schemas/Response"}}}
+RESPONSES_SSE = ("With `stream: true`: server-sent events, each an `event: <type>` line and a `data:` line holding "
+                 "a ResponseEvent: response.created, response.in_progress, then per output item "
+                 "response.output_item.added, response.content_part.added, response.output_text.delta (or "
+                 "response.reasoning_text.delta), .done events, response.output_item.done; for calls "
+                 "response.function_call_arguments.delta/done; finally response.completed with the whole output, "
+                 "or response.failed after an error. `: keep-alive` comments while the upstream is idle.")
+
+
+def _responses_operation() -> dict[str, Any]:
+    ok = _json("Response", "The response; with `stream: true`, an event stream.")
+    ok["content"]["text/event-stream"] = {
+        "schema": {"type": "string", "description": RESPONSES_SSE},
+        "x-sse-data": {"$ref": "#/components/schemas/ResponseEvent"}}
+    ok["headers"] = {"X-Request-Id": {"schema": {"type": "string"}}}
+    return {"post": {
+        "operationId": "createResponse", "summary": _summary(responses.create_response),
+        "description": "Stateless: `previous_response_id`, `conversation`, `store: true` and `background: true` "
+                       "are 400s. The same mapping, credentials, errors and limits as chat completions.",
+        "tags": ["responses"], "security": [{"gatewayKey": []}, {}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": "ResponsesRequest"}}},
+        "responses": {"200": ok, **_errors("400", "401", "404", "413", "429", "500", "502", "503", "504")}}}
+
+
 def _chat_operation() -> dict[str, Any]:
     ok = _json("ChatCompletion", "The completion; with `stream: true`, an event stream of chunks.")
     ok["content"]["text/event-stream"] = {
@@ -208,6 +314,7 @@ def build(prefix: str = "", version: str = "1") -> dict[str, Any]:
                         "description": "A model id; ids may contain '/', sent as is."}],
         "responses": {"200": _json("Model"), **_errors("401", "404", "500")}}})
     spec.path(path=f"{prefix}/v1/chat/completions", operations=_chat_operation())
+    spec.path(path=f"{prefix}/v1/responses", operations=_responses_operation())
     spec.path(path=f"{prefix}/healthz", operations={"get": {
         "operationId": "healthz", "summary": _summary(health.healthz), "tags": ["operations"],
         "responses": {"200": _json("Health")}}})

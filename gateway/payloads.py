@@ -9,8 +9,9 @@ from typing import Any, Iterable, Iterator
 from .iterables import close
 from .registry import Model
 from .schemas import ChatRequest
-from .upstream.deltas import Delta
-from .upstream.run import KEEPALIVE, Finish
+from .pipeline import Choice
+from .tools import ToolCall
+from .upstream.run import KEEPALIVE
 
 
 def model_object(model: Model) -> dict[str, Any]:
@@ -37,43 +38,65 @@ def completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def completion(chat: ChatRequest, content: str, reasoning: str, finish_reason: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if reasoning:
-        message["reasoning_content"] = reasoning
+def tool_calls(calls: Iterable[ToolCall], streamed: bool = False) -> list[dict[str, Any]]:
+    """Calls as chat completions has them: `arguments` a JSON string; in streams with `index`."""
+    return [{**({"index": i} if streamed else {}), "id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": call.arguments}} for i, call in enumerate(calls)]
+
+
+def _message(choice: Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": choice.content}
+    if choice.reasoning:
+        message["reasoning_content"] = choice.reasoning
+    if choice.calls:
+        message["content"] = choice.content or None
+        message["tool_calls"] = tool_calls(choice.calls)
+    return message
+
+
+def completion(chat: ChatRequest, choices: list[Choice]) -> dict[str, Any]:
+    text = "".join(c.content + c.reasoning + "".join(t.name + t.arguments for t in c.calls) for c in choices)
     return {"id": completion_id(), "object": "chat.completion", "created": int(time.time()),
             "model": chat.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
-            "usage": usage(chat, content + reasoning)}
+            "choices": [{"index": c.index, "message": _message(c), "logprobs": None,
+                         "finish_reason": c.finish_reason} for c in choices],
+            "usage": usage(chat, text)}
 
 
-def chunks(chat: ChatRequest, events: Iterable[Any]) -> Iterator[Any]:
-    """Reshape a run's events into chat.completion.chunk dicts; KEEPALIVE passes through."""
+def chunks(chat: ChatRequest, items: Iterable[Any]) -> Iterator[Any]:
+    """Reshape a pipeline's Items into chat.completion.chunk dicts; KEEPALIVE passes through.
+
+    With n > 1, the choices' chunks come interleaved, each with its own `index`.
+    """
     base = {"id": completion_id(), "object": "chat.completion.chunk", "created": int(time.time()),
             "model": chat.model}
     extra = {"usage": None} if chat.include_usage else {}
     text: list[str] = []
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
                                      "finish_reason": finish}], **extra}
 
-    yield chunk({"role": "assistant", "content": ""})
-    source = iter(events)
+    for index in range(chat.n):
+        yield chunk(index, {"role": "assistant", "content": ""})
+    source = iter(items)
     try:
         for item in source:
             if item is KEEPALIVE:
                 yield item
-            elif isinstance(item, Delta) and item:
+            elif item.delta:
                 delta: dict[str, Any] = {}
-                if item.reasoning:
-                    delta["reasoning_content"] = item.reasoning
-                if item.content:
-                    delta["content"] = item.content
-                text.append(item.content + item.reasoning)
-                yield chunk(delta)
-            elif isinstance(item, Finish):
-                yield chunk({}, item.reason)
+                if item.delta.reasoning:
+                    delta["reasoning_content"] = item.delta.reasoning
+                if item.delta.content:
+                    delta["content"] = item.delta.content
+                text.append(item.delta.content + item.delta.reasoning)
+                yield chunk(item.index, delta)
+            elif item.calls:
+                text.extend(call.name + call.arguments for call in item.calls)
+                yield chunk(item.index, {"tool_calls": tool_calls(item.calls, streamed=True)})
+            elif item.finish is not None:
+                yield chunk(item.index, {}, item.finish)
         if chat.include_usage:
             yield {**base, "choices": [], "usage": usage(chat, "".join(text))}
     finally:

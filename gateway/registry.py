@@ -30,6 +30,7 @@ class Model:
     created: int = CREATED
     spaces: tuple[str, ...] = ()        # a pool (CONTRACT §9); `space` is then its first member
     strategy: str = "failover"
+    tools: str = "ignore"          # emulate: tools through the system text (emulation.py); ignore
 
     @property
     def is_url(self) -> bool:
@@ -133,7 +134,8 @@ def _model(mid: str, e: dict[str, Any]) -> Model:
     return Model(id=mid, space=space, api_name=e["api_name"], flags=e["flags"],
                  owned_by=e["owned_by"] or ("huggingface" if "/" in space and not space.startswith("http")
                                             else "gradio"),
-                 description=e["description"], spaces=tuple(e["spaces"] or ()), strategy=e["strategy"])
+                 description=e["description"], spaces=tuple(e["spaces"] or ()), strategy=e["strategy"],
+                 tools=e["tools"])
 
 
 def load_registry(settings: Settings) -> Registry:

@@ -8,6 +8,8 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from .concurrency import cooperate
+from .tools import (ResponseFormat, ResponseFormatField, Tool, ToolCall, ToolChoice, ToolChoiceField, ToolsField,
+                    arguments_text, check_choice)
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -42,6 +44,8 @@ class Part:
 class Message:
     role: str
     content: str | None | list[Part]
+    tool_calls: tuple[ToolCall, ...] = ()      # an assistant turn that called tools
+    tool_call_id: str | None = None            # a tool turn: the call it answers
 
     @property
     def text(self) -> str:
@@ -76,6 +80,10 @@ class ChatRequest:
     seed: int | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    n: int = 1
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
 
 
 class StrictNumber(fields.Field):
@@ -188,6 +196,8 @@ def _message(item: Any, index: int) -> Message:
         raise ValidationError({index: {"role": ["must be a string"]}})
     if role not in ROLES:
         raise ValidationError({index: {"role": [f"Must be one of: {', '.join(ROLES)}."]}})
+    if item.get("tool_calls") is not None or item.get("tool_call_id") is not None:
+        return _tool_turn(item, index, role)      # rare: the common path below stays as it was
     content = item.get("content")
     if content is None or content == "":
         return _EMPTY[role, content]         # one shared object: 550,000 empty messages allocate none
@@ -204,16 +214,48 @@ def _message(item: Any, index: int) -> Message:
 _EMPTY = {(role, content): Message(role, content) for role in ROLES for content in (None, "")}
 
 
+def load_tool_calls(value: Any) -> tuple[ToolCall, ...]:
+    """An assistant turn's calls: [{id, type: function, function: {name, arguments}}]."""
+    if not isinstance(value, list):
+        raise ValidationError("must be a list of tool calls")
+    calls = []
+    for i, item in enumerate(value):
+        spec = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ValidationError({i: {"function": ["must be an object with a name"]}})
+        call_id = item.get("id") if isinstance(item.get("id"), str) else ""
+        calls.append(ToolCall(spec["name"], arguments_text(spec.get("arguments") or "{}"), call_id))
+    return tuple(calls)
+
+
+def _tool_turn(item: dict[str, Any], index: int, role: str) -> Message:
+    """A turn that called tools (assistant) or answers a call (tool)."""
+    plain = _message({"role": role, "content": item.get("content")}, index)
+    calls: tuple[ToolCall, ...] = ()
+    if item.get("tool_calls") is not None:
+        try:
+            calls = load_tool_calls(item["tool_calls"])
+        except ValidationError as exc:
+            raise ValidationError({index: {"tool_calls": exc.messages}}) from None
+    call_id = item.get("tool_call_id")
+    if call_id is not None and not isinstance(call_id, str):
+        raise ValidationError({index: {"tool_call_id": ["must be a string"]}})
+    return Message(role, plain.content, calls, call_id)
+
+
 class MessageSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
     role = StrictString(required=True, validate=validate.OneOf(ROLES))
     content = ContentField(required=False, allow_none=True, load_default=None)
+    tool_calls = fields.Function(deserialize=load_tool_calls, required=False, allow_none=True)
+    tool_call_id = StrictString(required=False, allow_none=True)
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> Message:
-        return Message(role=data["role"], content=data.get("content"))
+        return Message(role=data["role"], content=data.get("content"), tool_calls=data.get("tool_calls") or (),
+                       tool_call_id=data.get("tool_call_id"))
 
 
 class StreamOptionsSchema(Schema):
@@ -245,9 +287,16 @@ class ChatRequestSchema(Schema):
     frequency_penalty = _opt(StrictNumber, validate=validate.Range(min=-2, max=2))
     stop = _opt(StopField)
     seed = _opt(StrictInteger)
-    n = _opt(StrictInteger, validate=validate.Equal(1, error="only n=1 is supported"))
+    n = _opt(StrictInteger, validate=validate.Range(min=1, max=8))
     reasoning_effort = _opt(StrictString, validate=validate.OneOf(REASONING_EFFORTS))
     user = _opt(StrictString)
+    tools = _opt(ToolsField)
+    tool_choice = _opt(ToolChoiceField)
+    response_format = _opt(ResponseFormatField)
+
+    @validates_schema
+    def check_tool_choice(self, data: dict[str, Any], **kwargs: Any) -> None:
+        check_choice(data.get("tools") or [], data.get("tool_choice"))
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> ChatRequest:
@@ -256,7 +305,8 @@ class ChatRequestSchema(Schema):
         return ChatRequest(
             model=data["model"], messages=data["messages"], stream=bool(data.get("stream")),
             include_usage=bool(options.get("include_usage")), max_tokens=max_tokens,
-            stop=data.get("stop") or [],
+            stop=data.get("stop") or [], n=data.get("n") or 1, tools=data.get("tools") or [],
+            tool_choice=data.get("tool_choice"), response_format=data.get("response_format"),
             **{k: data.get(k) for k in ("temperature", "top_p", "top_k", "repetition_penalty",
                                         "presence_penalty", "frequency_penalty", "seed",
                                         "reasoning_effort", "user")})
@@ -273,6 +323,7 @@ class ModelEntrySchema(Schema):
     flags = fields.Raw(load_default=None, allow_none=True)
     owned_by = StrictString(load_default=None, allow_none=True)
     description = StrictString(load_default=None, allow_none=True)
+    tools = StrictString(load_default="ignore", validate=validate.OneOf(("emulate", "ignore")))
 
     @validates_schema
     def check(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -20,7 +20,7 @@ from tests import gradio_apps  # noqa: E402
 
 # Each area keeps its own fixtures in its own module.
 pytest_plugins = ["tests.fixtures_mapping", "tests.fixtures_upstream", "tests.fixtures_ops",
-                  "tests.fixtures_faults", "tests.fixtures_generations"]
+                  "tests.fixtures_faults", "tests.fixtures_generations", "tests.fixtures_agents"]
 
 
 def free_port() -> int:

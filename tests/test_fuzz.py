@@ -146,6 +146,12 @@ def check_answer(spec: dict[str, Any], path: str, method: str, resp) -> None:
         return
     if resp.mimetype == "application/json":
         validate(spec, content["schema"], resp.get_json())
+    elif resp.mimetype == "text/event-stream" and path.endswith("/responses"):
+        events = [json.loads(b.split("data: ", 1)[1]) for b in resp.get_data(as_text=True).split("\n\n")
+                  if "data: " in b]
+        for event in events:
+            validate(spec, content["x-sse-data"], event)
+        assert events[-1]["type"] in ("response.completed", "response.failed")
     elif resp.mimetype == "text/event-stream":
         items = [b[6:] for b in resp.get_data(as_text=True).split("\n\n") if b.startswith("data: ")]
         assert items and items[-1] == "[DONE]"
@@ -190,7 +196,8 @@ def test_every_documented_endpoint_answers_its_documented_shape(api, spec):
                 answers = [api.post(concrete)]
                 assert answers[0].mimetype == "text/html"
             elif method == "post":
-                chat = {"model": "steady", "messages": [{"role": "user", "content": "hi"}]}
+                chat = {"model": "steady", "messages": [{"role": "user", "content": "hi"}]} \
+                    if "/chat/" in path else {"model": "steady", "input": "hi"}
                 answers = [api.post(concrete, json=chat),
                            api.post(concrete, json={**chat, "stream": True,
                                                     "stream_options": {"include_usage": True}})]

@@ -49,7 +49,7 @@ def assert_error(resp, status: int, param: str | None, code: str | None = None) 
     ({"model": "echo-app", "messages": USER, "stop": 5}, "stop", None),
     ({"model": "echo-app", "messages": USER, "stop": ["a", "b", "c", "d", "e"]}, "stop", None),
     ({"model": "echo-app", "messages": USER, "seed": "1"}, "seed", None),
-    ({"model": "echo-app", "messages": USER, "n": 2}, "n", None),
+    ({"model": "echo-app", "messages": USER, "n": 9}, "n", None),
     ({"model": "echo-app", "messages": USER, "stream": "yes"}, "stream", None),
     ({"model": "echo-app", "messages": USER, "stream_options": {"include_usage": 1}},
      "stream_options.include_usage", None),
