@@ -133,7 +133,11 @@ def test_tool_messages_and_null_content_travel_as_text(mapping_client):
                                  "function": {"name": "weather", "arguments": "{}"}}]},
                 {"role": "tool", "tool_call_id": "c1", "content": "18 C, sunny"}]
     seen = echoed(mapping_client, "chat", messages)
-    assert seen["message"] == "User: Weather in Paris?\n\nTool result: 18 C, sunny"
+    # The assistant's call and its result travel readably (emulation.py), so the app sees which
+    # tool answered what.
+    assert seen["message"] == ("User: Weather in Paris?\n\n"
+                               'Assistant: {"tool_calls": [{"name": "weather", "arguments": {}}]}\n\n'
+                               "Tool result: weather returned: 18 C, sunny")
 
 
 def test_a_lone_tool_result_goes_as_the_message_marked_as_such(mapping_client):

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 from ..concurrency import cooperate
 from .bounded import READ_SIZE, YIELD_EVERY, Decoded, read_limited
 
+PROGRESS = b""                           # _arrived's mark: a MiB more of a long event arrived
+
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
@@ -383,9 +385,11 @@ def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     A chunked body (what Gradio sends) comes chunk by chunk from read_chunked; an unchunked
     one (an event stream passed on by an HTTP/1.0 proxy) is read with read1: whatever one
     read gets. urllib3 is not asked to decode: bounded.Decoded inflates piece by piece.
+    A chunk is read whole (read_chunked(64 KiB) stalled large events intermittently, seen as
+    lost final snapshots): an event stays bounded by MAX_UPSTREAM_BYTES, a single chunk by its size.
     """
     decoded = Decoded(getattr(raw, "gateway_encoding", None), "event stream")
-    pieces = raw.read_chunked(READ_SIZE, decode_content=False) if getattr(raw, "chunked", True) \
+    pieces = raw.read_chunked(None, decode_content=False) if getattr(raw, "chunked", True) \
         else iter(lambda: raw.read1(READ_SIZE), b"")
     since_yield = 0
     for piece in pieces:
@@ -394,12 +398,16 @@ def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         if since_yield >= YIELD_EVERY:       # an app that sends fast never makes a read wait:
             since_yield = 0                  # let the worker answer others meanwhile
             cooperate()
+            yield PROGRESS                   # and a long event still arriving is a sign of life
 
 
-def _lines(chunks: Iterator[bytes], limit: int = MAX_EVENT_BYTES) -> Iterator[bytes]:
+def _lines(chunks: Iterator[bytes], limit: int = MAX_EVENT_BYTES) -> Iterator[bytes | None]:
     """Split arriving bytes into lines; each byte is scanned once, however small the reads."""
     buffer = bytearray()
     for chunk in chunks:
+        if chunk is PROGRESS:
+            yield None                                # not a line: the event is still arriving
+            continue
         scan_from = len(buffer)
         buffer += chunk
         start = 0
@@ -417,6 +425,9 @@ def iter_events(resp: urllib3.BaseHTTPResponse, what: str) -> Iterator[Event]:
     kind, data_lines, size = "message", [], 0
     with mapped_errors(what):
         for line in _lines(_arrived(resp), limit):
+            if line is None:                          # bytes keep arriving: as good as a heartbeat
+                yield Event("heartbeat", None)
+                continue
             text = line.rstrip(b"\r").decode("utf-8")
             if text == "":
                 if data_lines or kind == "heartbeat":

@@ -49,6 +49,9 @@ class QueueJob(Job):
             return
         self._raw = iter_events(self.resp, self.what)
         for raw in self._raw:
+            if raw.kind == "heartbeat":               # a long message still arriving
+                yield raw
+                continue
             msg = raw.data
             if isinstance(msg, dict) and msg.get("event_id") not in (None, self.event_id):
                 continue
@@ -109,6 +112,9 @@ class QueueJobV0(Job):
 
     def events(self) -> Iterator[Event]:
         for raw in iter_events(self.resp, self.what):
+            if raw.kind == "heartbeat":               # a long message still arriving
+                yield raw
+                continue
             msg = raw.data
             if isinstance(msg, dict) and msg.get("msg") == "send_data":
                 self.event_id = msg.get("event_id") if isinstance(msg.get("event_id"), str) else None
