@@ -20,15 +20,13 @@ import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
-from urllib.parse import urlsplit
 
 from ..concurrency import cooperate
 from .bounded import READ_SIZE, YIELD_EVERY, Decoded, read_limited
-
-PROGRESS = b""                           # _arrived's mark: a MiB more of a long event arrived
-
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
+
+PROGRESS: Any = object()                 # _arrived's mark: a MiB more of a long event arrived
 
 log = logging.getLogger("gateway.upstream")
 MAX_EVENT_BYTES = 32 * 1024 * 1024     # MAX_UPSTREAM_BYTES' default, for streams opened without a Gradio
@@ -385,11 +383,12 @@ def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     A chunked body (what Gradio sends) comes chunk by chunk from read_chunked; an unchunked
     one (an event stream passed on by an HTTP/1.0 proxy) is read with read1: whatever one
     read gets. urllib3 is not asked to decode: bounded.Decoded inflates piece by piece.
-    A chunk is read whole (read_chunked(64 KiB) stalled large events intermittently, seen as
-    lost final snapshots): an event stays bounded by MAX_UPSTREAM_BYTES, a single chunk by its size.
+    Reads are at most READ_SIZE, so one huge chunk is never held whole; every MiB yields
+    PROGRESS, which the idle timeout counts as a sign of life (without it a large final
+    snapshot arriving slowly looked like an idle app).
     """
     decoded = Decoded(getattr(raw, "gateway_encoding", None), "event stream")
-    pieces = raw.read_chunked(None, decode_content=False) if getattr(raw, "chunked", True) \
+    pieces = raw.read_chunked(READ_SIZE, decode_content=False) if getattr(raw, "chunked", True) \
         else iter(lambda: raw.read1(READ_SIZE), b"")
     since_yield = 0
     for piece in pieces:
