@@ -80,6 +80,16 @@ def call_later(seconds: float, fn: Callable[[], None]) -> Callable[[], None]:
     return thread.cancel
 
 
+def within(seconds: float, fn: Callable[[], Any], default: Any) -> Any:
+    """fn() if it returns within `seconds`, else `default` (fn interrupted where it waits).
+    Under threads fn runs to its end: its own socket timeouts bound it."""
+    if gevent_active():
+        import gevent
+
+        return gevent.with_timeout(seconds, fn, timeout_value=default)
+    return fn()
+
+
 def make_queue() -> Any:
     """A queue with put, qsize, get_nowait and get(timeout=...) that raise queue.Empty;
     for one reader, cooperative under gevent."""

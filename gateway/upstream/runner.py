@@ -246,6 +246,7 @@ class Upstream:
                 if run.closed:
                     return None
                 if event.kind == "complete":
+                    job.release()            # its end follows at once: the follower reuses the connection
                     return event.data
                 if event.kind == "error":
                     raise error_from_event(event.data)

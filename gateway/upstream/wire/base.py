@@ -3,27 +3,52 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from ...concurrency import within
 from ...errors import UpstreamError, UpstreamUnavailable
 from ..protocol import Event
 
+RELEASE_WITHIN = 1.0      # seconds the end of a completed job's stream may take to arrive
+
 
 class Job:
-    """One upstream job. Subclasses submit in __init__ and read in events()."""
+    """One upstream job. Subclasses submit in __init__, read in events(), stop in close()."""
 
     what = "call"
     ended = False          # the job completed: nothing to cancel
     closed = False
+    releasing = False      # release() is reading the stream's end: close() leaves it to finish
+    resp: Any = None       # the job's event stream, where it is an HTTP response
 
     def events(self) -> Iterator[Event]:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Stop the job now (the client left, or an error): idempotent, from any greenlet."""
+        """Stop the job now (the client left, or an error): idempotent, from any greenlet.
+        Subclasses return at once when `closed or releasing`."""
         self.closed = True
 
     def release(self) -> None:
-        """After `complete`: keep the connection for the next job where the protocol allows."""
+        """After `complete`: read the end of the stream, which Gradio sends about 2 ms after the
+        last event, so the connection goes back to the pool instead of costing a new connect
+        (a TLS handshake, against a Space) next time. The answer has gone out by then: the
+        client's run may close meanwhile (close() leaves a releasing job alone), and an app that
+        never ends its stream costs at most RELEASE_WITHIN before the connection is dropped."""
+        if self.ended and not self.closed and self.resp is not None:
+            self.releasing = True
+            try:
+                kept = within(RELEASE_WITHIN, self._read_end, False)
+            except Exception:  # noqa: BLE001 - a connection we could not reuse is simply closed
+                kept = False
+            finally:
+                self.releasing = False
+            if kept:
+                self.closed = True
+                return
         self.close()
+
+    def _read_end(self) -> bool:
+        """Read what follows the last event; True when the connection went back to its pool."""
+        return False
 
 
 def apply_diff(value: Any, diff: Any) -> Any:

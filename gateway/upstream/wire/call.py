@@ -27,7 +27,6 @@ class CallJob(Job):
         self.event_id = gradio.submit(endpoint.api_name, data, self.session_hash)
         self.resp: Any = None
         self._events: Iterator[Event] = iter(())
-        self._released = False
 
     def events(self) -> Iterator[Event]:
         """The event stream, opened here: the job is the app's from the submit on, so a failure
@@ -43,16 +42,12 @@ class CallJob(Job):
             yield event
 
     def close(self) -> None:
-        if self.closed or self._released:
+        if self.closed or self.releasing:
             return
         self.closed = True
         if not self.ended and self.session_hash is not None and self.fn_index is not None:
             spawn(self.gradio.cancel, self.event_id, self.session_hash, self.fn_index)
         abort(self.resp)
 
-    def release(self) -> None:
-        """Read the end of the stream Gradio sends just after `complete` (about 2 ms later), so
-        the connection goes back to the pool instead of costing a new connect next time."""
-        if self.resp is not None and not self.closed:
-            self._released = release(self.resp, self._events)
-        self.closed = True
+    def _read_end(self) -> bool:
+        return release(self.resp, self._events)

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from ...concurrency import spawn
 from ...errors import UpstreamError
 from ..apps import App, Endpoint
-from ..protocol import Event, Gradio, abort, iter_events, mapped_errors
+from ..protocol import Event, Gradio, abort, iter_events, mapped_errors, release
 from .base import Job, QueueMessages
 
 DIFF_PROTOCOLS = ("sse_v2", "sse_v2.1", "sse_v3")
@@ -66,28 +66,21 @@ class QueueJob(Job):
                 return
 
     def close(self) -> None:
-        if self.closed:
+        if self.closed or self.releasing:
             return
         self.closed = True
         if not self.ended and self.event_id:
             spawn(_stop, self.gradio, self.event_id, self.session_hash, self.fn_index)
         abort(self.resp)
 
-    def release(self) -> None:
-        """The session's stream ends just after its last event completes: read that end, so the
-        connection goes back to the pool (as /call's does)."""
-        if self.ended and not self.closed and self.resp is not None and hasattr(self, "_raw"):
-            try:
-                for raw in self._raw:      # sse_v3 says close_stream before the end
-                    if not (isinstance(raw.data, dict) and raw.data.get("msg") in ("close_stream", "heartbeat")):
-                        break
-                else:
-                    self.resp.release_conn()
-                    self.closed = True
-                    return
-            except Exception:  # noqa: BLE001 - a connection we could not reuse is simply closed
-                pass
-        self.close()
+    def _read_end(self) -> bool:
+        """The session's stream ends just after its last event completes (sse_v3 says
+        close_stream first)."""
+        for raw in self._raw:
+            if not (isinstance(raw.data, dict) and raw.data.get("msg") in ("close_stream", "heartbeat")):
+                return False
+        self.resp.release_conn()
+        return True
 
 
 def _stop(gradio: Gradio, event_id: str, session_hash: str, fn_index: int | None) -> None:
@@ -111,7 +104,8 @@ class QueueJobV0(Job):
             {"fn_index": endpoint.fn_index, "session_hash": self.session_hash}), self.what)
 
     def events(self) -> Iterator[Event]:
-        for raw in iter_events(self.resp, self.what):
+        self._raw = iter_events(self.resp, self.what)
+        for raw in self._raw:
             if raw.kind == "heartbeat":               # a long message still arriving
                 yield raw
                 continue
@@ -134,9 +128,12 @@ class QueueJobV0(Job):
                 return
 
     def close(self) -> None:
-        if self.closed:
+        if self.closed or self.releasing:
             return
         self.closed = True
         if not self.ended and self.event_id:
             spawn(self.gradio.cancel, self.event_id, self.session_hash, self.fn_index, "/reset")
         abort(self.resp)
+
+    def _read_end(self) -> bool:
+        return release(self.resp, self._raw)
