@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from flask import Blueprint, Flask, request
 from werkzeug.exceptions import HTTPException
 
-from . import admission, cli, openapi
+from . import admission, cli, fastjson, openapi
 from .config import ConfigError, Settings, load_settings
 from .errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, RequestTooLarge, error_response
 from .http import (add_cors_headers, add_request_id_header, begin_exchange, check_body_size, current_exchange,
@@ -140,6 +140,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, env: Mapping[str
     """The standalone gateway: settings from the environment (or env), the API at /v1."""
     # No static files: Flask's default /static route would answer (OPTIONS, 404) outside our handlers.
     app = Flask(__name__, static_folder=None)
+    app.json = fastjson.Provider(app)      # the standalone app's answers; a host app keeps its own
     # `//v1/models` would get werkzeug's 308 to a URL built from Host, with an HTML body and no
     # X-Request-Id: unmerged, it is an ordinary 404 in the contract's shape.
     app.url_map.merge_slashes = False

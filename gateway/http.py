@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import secrets
@@ -17,12 +16,12 @@ from flask import Flask, g, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import ClientDisconnected
 
-from . import metrics
+from . import fastjson, metrics
 from . import status as status_board
 from .iterables import close
 from .concurrency import call_later, gevent_active
 from .errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge, UpstreamError
-from .logs import log_access
+from .logs import access_logged, log_access
 from .registry import Model
 from .schemas import first_error
 
@@ -59,7 +58,7 @@ def load_body(schema: Schema) -> Any:
             and request.environ["wsgi.input"].read(1):
         raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = fastjson.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidRequest("The body is not valid UTF-8.", code="invalid_json") from None
     except (ValueError, RecursionError):
@@ -287,6 +286,8 @@ def _record(ex: Exchange, status: int, streaming: bool) -> None:
     if ex.run is not None:
         status_board.note(ex.model, ex.error)     # what the status page shows of the model
     metrics.sync_cache(ex.cache)
+    if not access_logged():
+        return
     log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path,
                 "model": ex.model or ex.requested_model,
                 "status": status, "stream": ex.stream, "duration_ms": _ms(now - ex.started),

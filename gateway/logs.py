@@ -65,8 +65,25 @@ def configure_logging(settings: Settings) -> None:
 
 def log_access(fields: dict[str, Any]) -> None:
     """The access line: key=value pairs as text; the same fields as JSON keys."""
-    text = " ".join(f"{key}={_text(value)}" for key, value in fields.items())
-    access_log.info("%s", text, extra={"access": fields})
+    access_log.info("%s", _Line(fields), extra={"access": fields})
+
+
+def access_logged() -> bool:
+    """Whether an access line would be written: it is built only then (LOG_LEVEL=warning and up
+    write none, and cost nothing)."""
+    return access_log.isEnabledFor(logging.INFO)
+
+
+class _Line:
+    """The text of an access line, made when a handler formats it, not before."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return " ".join(f"{key}={_text(value)}" for key, value in self.fields.items())
 
 
 def _text(value: Any) -> str:

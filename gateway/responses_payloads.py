@@ -9,7 +9,7 @@ lines are for chat completion streams only: here a waiting stream gets keep-aliv
 """
 from __future__ import annotations
 
-import json
+from . import fastjson
 import secrets
 import time
 from typing import Any, Callable, Iterable, Iterator
@@ -223,7 +223,7 @@ def events(req: ResponsesRequest, items: Iterable[Any], request_id: str | None =
 def encode(item: Any) -> bytes:
     if item is KEEPALIVE:
         return b": keep-alive\n\n"
-    text = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+    text = fastjson.dumps(item)
     return f"event: {item['type']}\n".encode() + b"data: " + text.encode("utf-8", "backslashreplace") + b"\n\n"
 
 

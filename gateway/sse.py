@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-import json
+from . import fastjson
 import logging
 from typing import Any, Callable, Iterable, Iterator
 
@@ -39,7 +39,7 @@ def encode(item: Any) -> bytes:
     if item is KEEPALIVE:
         return b": keep-alive\n\n"
     # An app may emit a lone surrogate (valid in JSON, not in UTF-8): send it as its JSON escape.
-    text = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+    text = fastjson.dumps(item)
     return b"data: " + text.encode("utf-8", "backslashreplace") + b"\n\n"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import UpstreamError
 from ..schemas import space_page_hint
-from .protocol import RedirectRefused, Gradio, check_status, mapped_errors
+from .protocol import RedirectRefused, Gradio, mapped_errors
 
 log = logging.getLogger("gateway.upstream")
 # Every generation's /config has these (3.x through 6.x); a stand-in may show one of them only.

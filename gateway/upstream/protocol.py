@@ -21,6 +21,7 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
+from .. import fastjson
 from ..concurrency import cooperate
 from .bounded import READ_SIZE, YIELD_EVERY, Decoded, read_limited
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
@@ -431,7 +432,7 @@ def iter_events(resp: urllib3.BaseHTTPResponse, what: str) -> Iterator[Event]:
             if text == "":
                 if data_lines or kind == "heartbeat":
                     raw = "\n".join(data_lines)
-                    yield Event(kind, json.loads(raw) if raw and raw != "null" else None)
+                    yield Event(kind, fastjson.loads(raw) if raw and raw != "null" else None)
                 kind, data_lines, size = "message", [], 0
             elif text.startswith("event:"):
                 kind = text[6:].strip()

@@ -1,0 +1,66 @@
+"""JSON on the hot path: orjson where its answer is the json module's, the json module elsewhere.
+
+orjson parses and writes JSON several times faster than the json module (a C parser and writer
+against the json module's Python layers around its C scanner; the stream's JSON was 5 % of a
+worker's samples). Where the two would differ, the json module decides, so behaviour is what it
+was:
+- parsing: orjson refuses NaN and Infinity literals and escapes of lone surrogates, which the
+  json module accepts; those documents, and every invalid one, are parsed again by the json
+  module, which gives its value or raises its own error, as before. orjson reads an integer past
+  64 bits as a float, without an error: a document with a run of 19 digits (where such an
+  integer could be) goes to the json module straight away;
+- writing: orjson refuses lone surrogates and non-string keys (then the json module writes them)
+  and would write NaN as null where the json module writes NaN. Nothing the gateway writes holds
+  a NaN: its numbers are counts, times, and sampling settings validated into a finite range.
+orjson's output is compact and UTF-8, what the gateway's stream writer asked of the json module.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+from flask.json.provider import DefaultJSONProvider
+
+
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_B = re.compile(rb"\d{19}")
+
+
+def loads(data: bytes | bytearray | str) -> Any:
+    long_digits = _LONG_DIGITS if isinstance(data, str) else _LONG_DIGITS_B
+    if long_digits.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
+def dumps(value: Any) -> str:
+    """Compact, non-ASCII kept: json.dumps(value, separators=(",", ":"), ensure_ascii=False)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# Types Flask's provider writes its own way (HTTP dates, asdict): orjson raises, Flask writes them.
+_FLASK_TYPES = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+class Provider(DefaultJSONProvider):
+    """Flask's JSON (the non-stream answers) through orjson: compact, keys sorted as Flask sorts
+    them, non-ASCII as UTF-8 rather than escapes (the same JSON values)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs.keys() - {"separators"} or kwargs.get("separators") != (",", ":"):
+            return super().dumps(obj, **kwargs)          # pretty-printed (debug) or asked for: Flask's own
+        try:
+            return orjson.dumps(obj, option=_FLASK_TYPES | (orjson.OPT_SORT_KEYS if self.sort_keys else 0)).decode()
+        except TypeError:
+            return super().dumps(obj, **kwargs)
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return loads(s) if not kwargs else super().loads(s, **kwargs)
