@@ -24,7 +24,7 @@ from gateway.upstream.session import make_session
 from tests.fixtures_upstream import chat, free_port
 from tests.standins.proxies import relay
 from tests.standins.server import QuietHandler
-from tests.test_transport import Recorder, answer_event_id, recorder, send_event_stream  # noqa: F401
+from tests.test_transport import recorder, send_event_stream  # noqa: F401 - recorder: test_transport's fixture
 
 EVENTS = [b'event: generating\ndata: ["he"]\n\n', b'event: complete\ndata: ["hello"]\n\n']
 

@@ -153,8 +153,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     except lean.Dropped as exc:
         raise _logged(UpstreamUnavailable(f"The connection to the Gradio app broke ({what}){_because(exc)}."),
                       what) from None
-    except lean.BrokenAnswer as exc:
-        log.warning("upstream failure (%s): the answer broke off: %s", what, exc)
+    except lean.BrokenAnswer:        # mid-answer, or aborted by the gateway itself (not worth a log line)
         raise UpstreamError(f"The connection to the Gradio app broke ({what}).") from None
     except urllib3.exceptions.ReadTimeoutError:      # from raw reads of an event stream
         raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
