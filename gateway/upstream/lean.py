@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies, select_proxy
 
-from .lean_answer import (BrokenAnswer, ConnectTimedOut, Dropped, LeanError, NoAnswer, NotConnected,
+from .lean_answer import (NO_HEADERS, BrokenAnswer, ConnectTimedOut, Dropped, LeanError, NoAnswer, NotConnected,
                           ReadTimedOut, Response, TLSFailed, close_quietly)
 
-__all__ = ["BrokenAnswer", "ConnectTimedOut", "Dropped", "HostPool", "LeanClient", "LeanError", "NotConnected",
+__all__ = ["NO_HEADERS", "BrokenAnswer", "ConnectTimedOut", "Dropped", "HostPool", "LeanClient", "LeanError", "NotConnected",
            "ReadTimedOut", "Response", "Route", "TLSFailed", "header_lines", "is_idle_and_open", "request_head"]
 UNSAFE_IN_HEADERS = ("\r", "\n", "\0")
 

@@ -77,6 +77,9 @@ class Headers(dict):
         return isinstance(name, str) and dict.__contains__(self, name.lower())
 
 
+NO_HEADERS = Headers()            # an open stream's, once its head was checked (read only)
+
+
 class Response(HTTPResponseParser):
     """One answer on one connection: the head read at once, the body piece by piece.
 
@@ -121,9 +124,11 @@ class Response(HTTPResponseParser):
 
     def _flush(self) -> None:
         name, value = self._field.lower(), (self._value or "").strip()
+        self._field, self._value = "", None
+        if self._head_done:           # a second answer's (or trailers'): never this one's headers
+            return
         seen = dict.get(self.headers, name)
         self.headers[name] = value if seen is None else f"{seen}, {value}"
-        self._field, self._value = "", None
 
     def _on_headers_complete(self) -> bool:
         if self._field:
