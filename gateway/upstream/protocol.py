@@ -29,6 +29,7 @@ from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQ
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
 PROGRESS: Any = object()                 # _arrived's mark: a MiB more of a long event arrived
+Answer = Any      # a requests.Response, or a lean.Response for a hot call on a direct connection
 
 log = logging.getLogger("gateway.upstream")
 MAX_EVENT_BYTES = 32 * 1024 * 1024     # MAX_UPSTREAM_BYTES' default, for streams opened without a Gradio
@@ -211,7 +212,9 @@ def check_status(resp: requests.Response, what: str, detail: str | None = None) 
     raise UpstreamError(f"The Gradio app answered HTTP {status} ({what}){suffix}")
 
 
-def _detail(resp: requests.Response) -> str:
+def _detail(resp: Answer) -> str:
+    if isinstance(resp, lean.Response):     # its body is read within bounds by Gradio._check
+        return ""
     try:
         body = resp.json()
     except (ValueError, RecursionError):
@@ -227,7 +230,6 @@ def detail_of(body: Any) -> str:
     return ""
 
 
-Answer = Any      # a requests.Response, or a lean.Response for a hot call on a direct connection
 _UNROUTED: Any = object()
 
 
@@ -382,7 +384,7 @@ class Gradio:
         target = requote_uri(url[len(route.origin):]) or "/"
         head = lean.request_head(method, target, route, self._lean_fields or "",
                                  len(body) if body is not None else None)
-        resp = self.session.lean.send(route, head + body if body is not None else head, method,
+        resp = self.session.lean.send(route, (head + body) if body is not None else head, method,
                                       self.timeout, url)
         if resp.is_redirect:           # today's rule, through requests: the app's own host only
             return self._redirected(resp, method, url, body, stream)

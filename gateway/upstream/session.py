@@ -20,8 +20,9 @@ CREDENTIAL_HEADERS = ("X-HF-Authorization", "X-IP-Token")
 POOLS = 64            # hosts with pooled connections; the least recently used host's are dropped
 POOL_SIZE = 512       # idle connections kept per (scheme, host, port)
 # A pooled keep-alive connection the app closed meanwhile (a restart, a 500 with
-# `Connection: close`) fails the next request on it. A GET is resent once; a POST never
-# (it may have reached the app); connection failures are left to the runner's backoff.
+# `Connection: close`) fails the next request on it. Through requests a GET is resent once, a
+# POST never (it may have reached the app); connection failures are left to the runner's
+# backoff. The hot calls on the lean client: see lean.LeanClient.send.
 
 
 class StaleConnectionRetry(Retry):
