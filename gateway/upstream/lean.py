@@ -34,6 +34,8 @@ from .lean_answer import (NO_HEADERS, BrokenAnswer, ConnectTimedOut, Dropped, Le
 __all__ = ["NO_HEADERS", "BrokenAnswer", "ConnectTimedOut", "Dropped", "HostPool", "LeanClient", "LeanError", "NotConnected",
            "ReadTimedOut", "Response", "Route", "TLSFailed", "header_lines", "is_idle_and_open", "request_head"]
 UNSAFE_IN_HEADERS = ("\r", "\n", "\0")
+MAX_ROUTES = 4096             # app URLs whose route is remembered
+_UNKNOWN: Any = object()
 
 try:                          # the OS's poll(), not gevent's, which would build watchers
     from gevent.monkey import get_original
@@ -124,9 +126,24 @@ class LeanClient:
         self.size = size
         self.pools: OrderedDict[tuple[str, str, int], HostPool] = OrderedDict()
         self._tls: tuple[Any, ssl.SSLContext] | None = None
+        self._routes: dict[str, Route | None] = {}
 
     def route(self, url: str) -> Route | None:
-        """The route of a URL this client may take; None for one that must go through requests."""
+        """The route of a URL this client may take; None for one that must go through requests.
+
+        Remembered per app URL while only the session decides (about 50 us a completion
+        otherwise); with trust_env on, the environment is read again each time, as requests does.
+        """
+        if self.session.trust_env:
+            return self._route(url)
+        known = self._routes.get(url, _UNKNOWN)
+        if known is _UNKNOWN:
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            known = self._routes[url] = self._route(url)
+        return known
+
+    def _route(self, url: str) -> Route | None:
         if not url.isascii() or not url.startswith(("http://", "https://")):
             return None                   # IDNA hosts: requests prepares them
         parts = urlsplit(url)
