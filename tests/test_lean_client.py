@@ -383,3 +383,15 @@ def test_requests_and_the_lean_client_read_the_same_bundle(ca_bundle: str) -> No
     session = make_session(Settings())
     assert session.verify == ca_bundle
     assert requests.Session().merge_environment_settings("https://x/", {}, None, None, None)["verify"] == ca_bundle
+
+
+def test_pools_are_bounded_and_an_evicted_hosts_connections_are_closed(recorder: Any) -> None:
+    first, second = recorder(answer_events), recorder(answer_events)
+    session = make_session(Settings())
+    session.lean.max_pools = 1
+    at_first, at_second = (Gradio(session, s.url, {}, connect_timeout=2, read_timeout=2) for s in (first, second))
+    one_job(at_first)
+    one_job(at_second)                       # the first host's pool is dropped, its connection closed
+    assert list(session.lean.pools) == [("http", "127.0.0.1", second.served.port)]
+    one_job(at_first)
+    assert (first.connections, second.connections) == (2, 1)

@@ -99,6 +99,8 @@ class HostPool:
             close_quietly(sock)
 
     def clear(self) -> None:
+        """Close the idle connections; one given back later is closed too (an evicted pool)."""
+        self.size = 0
         while self.idle:
             close_quietly(self.idle.pop())
 
