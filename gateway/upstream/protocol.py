@@ -1,7 +1,8 @@
-"""Gradio's HTTP API over `requests`: config, info, call, events, cancel, upload.
+"""Gradio's HTTP API: config, info, call, events, cancel, upload.
 
-This is the one boundary where exceptions of `requests` become GatewayErrors
-(like httpx's map_httpcore_exceptions); nothing above it sees a foreign one.
+The two calls every completion makes go over lean.py's client where the connection is direct,
+everything else over `requests`. This is the one boundary where exceptions of either become
+GatewayErrors (like httpx's map_httpcore_exceptions); nothing above it sees a foreign one.
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from requests.utils import requote_uri
 
 from .. import fastjson
 from ..concurrency import cooperate
+from . import lean
 from .bounded import READ_SIZE, YIELD_EVERY, Decoded, read_limited
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
 PROGRESS: Any = object()                 # _arrived's mark: a MiB more of a long event arrived
+Answer = Any      # a requests.Response, or a lean.Response for a hot call on a direct connection
 
 log = logging.getLogger("gateway.upstream")
 MAX_EVENT_BYTES = 32 * 1024 * 1024     # MAX_UPSTREAM_BYTES' default, for streams opened without a Gradio
@@ -67,7 +70,7 @@ def failure_reason(exc: BaseException) -> str:
     type, never by message text. "" when nothing more specific is known.
     """
     request = getattr(exc, "request", None)
-    host = urlsplit(getattr(request, "url", "") or "").hostname or "the host"
+    host = urlsplit(getattr(request, "url", "") or getattr(exc, "url", "") or "").hostname or "the host"
     chain = _chain(exc)
     if _any(chain, socket.gaierror, urllib3.exceptions.NameResolutionError):
         return f"name resolution failed for {host}"
@@ -138,6 +141,22 @@ def mapped_errors(what: str) -> Iterator[None]:
                           what) from None
         raise _logged(UpstreamUnavailable(f"The connection to the Gradio app broke ({what}){_because(exc)}."),
                       what) from None
+    except lean.ConnectTimedOut as exc:
+        raise _logged(UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}){_because(exc)}."),
+                      what) from None
+    except lean.ReadTimedOut:
+        raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
+    except lean.TLSFailed as exc:
+        raise _logged(UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}){_because(exc)}."),
+                      what) from None
+    except lean.NotConnected as exc:
+        raise _logged(UpstreamUnreachable(f"The Gradio app is unreachable ({what}){_because(exc)}."),
+                      what) from None
+    except lean.Dropped as exc:
+        raise _logged(UpstreamUnavailable(f"The connection to the Gradio app broke ({what}){_because(exc)}."),
+                      what) from None
+    except lean.BrokenAnswer:        # mid-answer, or aborted by the gateway itself (not worth a log line)
+        raise UpstreamError(f"The connection to the Gradio app broke ({what}).") from None
     except urllib3.exceptions.ReadTimeoutError:      # from raw reads of an event stream
         raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
     except urllib3.exceptions.HTTPError:             # the stream broke mid-answer
@@ -194,7 +213,9 @@ def check_status(resp: requests.Response, what: str, detail: str | None = None) 
     raise UpstreamError(f"The Gradio app answered HTTP {status} ({what}){suffix}")
 
 
-def _detail(resp: requests.Response) -> str:
+def _detail(resp: Answer) -> str:
+    if isinstance(resp, lean.Response):     # its body is read within bounds by Gradio._check
+        return ""
     try:
         body = resp.json()
     except (ValueError, RecursionError):
@@ -210,8 +231,11 @@ def detail_of(body: Any) -> str:
     return ""
 
 
+_UNROUTED: Any = object()
+
+
 class Gradio:
-    """One Gradio app at base_url, spoken to over a shared requests.Session."""
+    """One Gradio app at base_url, spoken to over a shared requests.Session (and its lean client)."""
 
     def __init__(self, session: requests.Session, base_url: str, headers: dict[str, str],
                  *, connect_timeout: float, read_timeout: float, api_prefix: str = "/gradio_api",
@@ -224,6 +248,8 @@ class Gradio:
         self.timeout = (connect_timeout, read_timeout)
         self.api_prefix = "/" + api_prefix.strip("/") if api_prefix.strip("/") else ""
         self.max_bytes = max_bytes          # MAX_UPSTREAM_BYTES: one document, one event, one answer
+        self._route: lean.Route | None = _UNROUTED    # the lean client's, found at the first hot call
+        self._lean_fields: str | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + (self.api_prefix + path).lstrip("/")
@@ -240,15 +266,16 @@ class Gradio:
             self._check(resp, what)
             return json.loads(self._read(resp, what))
 
-    def _read(self, resp: requests.Response, what: str, limit: int | None = None) -> bytes:
+    def _read(self, resp: Answer, what: str, limit: int | None = None) -> bytes:
         """The whole body, at most MAX_UPSTREAM_BYTES once decoded; the connection goes back after."""
         try:
-            return read_limited(resp.raw.stream(READ_SIZE, decode_content=False),
-                                resp.headers.get("Content-Encoding"), limit or self.max_bytes, what)
+            pieces = resp.pieces() if isinstance(resp, lean.Response) else \
+                resp.raw.stream(READ_SIZE, decode_content=False)
+            return read_limited(pieces, resp.headers.get("Content-Encoding"), limit or self.max_bytes, what)
         finally:
             resp.close()
 
-    def _check(self, resp: requests.Response, what: str) -> None:
+    def _check(self, resp: Answer, what: str) -> None:
         """check_status, with the error body read within bounds (64 KiB is plenty for a message)."""
         if resp.status_code < 400:
             return
@@ -271,7 +298,7 @@ class Gradio:
             raise UpstreamError(f"The Gradio app gave no event id ({what}).")
         return event_id
 
-    def open_events(self, api_name: str, event_id: str) -> urllib3.BaseHTTPResponse:
+    def open_events(self, api_name: str, event_id: str) -> Any:
         """The job's event stream (GET /call/<api>/<event_id>)."""
         return self.open_stream(f"/call/{api_name.lstrip('/')}/{event_id}", f"call {api_name}")
 
@@ -281,7 +308,7 @@ class Gradio:
         answer too."""
         with mapped_errors(what):
             payload = json.dumps(body, allow_nan=False).encode()
-            resp = self._send("POST", self.url(path), payload, stream=True)
+            resp = self._send("POST", self.url(path), payload, stream=True, hot=True)
             if app_errors and resp.status_code == 500:
                 answer = json.loads(self._read(resp, what))
                 if isinstance(answer, dict) and "error" in answer:
@@ -290,19 +317,28 @@ class Gradio:
             self._check(resp, what)
             return json.loads(self._read(resp, what))
 
-    def open_stream(self, path: str, what: str) -> urllib3.BaseHTTPResponse:
-        """A GET whose body is an event stream, as urllib3's response: what reads it needs nothing
-        more, and an open stream then keeps no request, cookie jar or second copy of the headers."""
+    def open_stream(self, path: str, what: str) -> Any:
+        """A GET whose body is an event stream: the lean client's response, or urllib3's. What
+        reads it needs nothing more, and an open stream then keeps no request, cookie jar or
+        second copy of the headers."""
         with mapped_errors(what):
-            resp = self._send("GET", self.url(path), stream=True)
+            resp = self._send("GET", self.url(path), stream=True, hot=True)
             self._check(resp, what)
+        if isinstance(resp, lean.Response):
+            resp.gateway_encoding = resp.headers.get("content-encoding")
+            resp.gateway_limit = self.max_bytes
+            resp.headers = lean.NO_HEADERS      # checked: an open stream keeps none (0.8 KiB each)
+            return resp
         raw = resp.raw
         raw.gateway_encoding = resp.headers.get("Content-Encoding")   # inflated by iter_events, within bounds
         raw.gateway_limit = self.max_bytes
         return raw
 
-    def _send(self, method: str, url: str, body: bytes | None = None, *, stream: bool = False) -> requests.Response:
-        """One of the two calls every completion makes, through the session's own adapter.
+    def _send(self, method: str, url: str, body: bytes | None = None, *, stream: bool = False,
+              hot: bool = False) -> Answer:
+        """A call to the app. A hot one (the job's submit and its event stream) takes the lean
+        client where the connection is direct (lean.LeanClient.route); the others, and a hot
+        one through a proxy or to an IDNA host, go through the session's own adapter.
 
         Session.request spends about 0.2 ms of CPU per call (measured by bench/) merging
         settings, preparing the request, running hooks and keeping cookies, none of which
@@ -311,6 +347,10 @@ class Gradio:
         as with Session.request. A redirect is resent through Session.request, which follows
         it and drops credentials on the way to another host.
         """
+        if hot:
+            route = self._lean_route()
+            if route is not None and url.startswith(route.origin):
+                return self._send_lean(route, method, url, body, stream)
         if not url.isascii():          # an IDNA host or path: let requests prepare it
             resp = self._through_session(method, url, body, stream)
             return self._redirected(resp, method, url, body, stream) if resp.is_redirect else resp
@@ -330,7 +370,28 @@ class Gradio:
             return self._redirected(resp, method, url, body, stream)
         return resp
 
-    def _redirected(self, resp: requests.Response, method: str, url: str, body: bytes | None,
+    def _lean_route(self) -> lean.Route | None:
+        """Where the lean client sends this app's hot calls; None when they go through requests
+        (no lean client, a proxy, an IDNA host, a header requests would refuse)."""
+        if self._route is _UNROUTED:
+            client = getattr(self.session, "lean", None)
+            self._lean_fields = lean.header_lines(dict(self._sent_headers.items()))
+            self._route = client.route(self.base_url) if client is not None and self._lean_fields is not None \
+                else None
+        return self._route
+
+    def _send_lean(self, route: lean.Route, method: str, url: str, body: bytes | None,
+                   stream: bool) -> Answer:
+        target = requote_uri(url[len(route.origin):]) or "/"
+        head = lean.request_head(method, target, route, self._lean_fields or "",
+                                 len(body) if body is not None else None)
+        resp = self.session.lean.send(route, (head + body) if body is not None else head, method,
+                                      self.timeout, url)
+        if resp.is_redirect:           # today's rule, through requests: the app's own host only
+            return self._redirected(resp, method, url, body, stream)
+        return resp
+
+    def _redirected(self, resp: Answer, method: str, url: str, body: bytes | None,
                     stream: bool) -> requests.Response:
         """Follow a redirect on the app's own host only (CONTRACT §11): a 307 to elsewhere must
         not carry the prompt or the credential there, nor its answer come back as the app's."""
@@ -378,7 +439,7 @@ class Gradio:
         return paths[0]
 
 
-def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+def _arrived(raw: Any) -> Iterator[bytes]:
     """The bytes of a streaming body as they arrive, chunked or not, inflated within bounds.
 
     A chunked body (what Gradio sends) comes chunk by chunk from read_chunked; an unchunked
@@ -389,8 +450,12 @@ def _arrived(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     snapshot arriving slowly looked like an idle app).
     """
     decoded = Decoded(getattr(raw, "gateway_encoding", None), "event stream")
-    pieces = raw.read_chunked(READ_SIZE, decode_content=False) if getattr(raw, "chunked", True) \
-        else iter(lambda: raw.read1(READ_SIZE), b"")
+    if isinstance(raw, lean.Response):
+        pieces = raw.pieces()
+    elif getattr(raw, "chunked", True):
+        pieces = raw.read_chunked(READ_SIZE, decode_content=False)
+    else:
+        pieces = iter(lambda: raw.read1(READ_SIZE), b"")
     since_yield = 0
     for piece in pieces:
         yield from decoded.feed(piece)
@@ -419,7 +484,7 @@ def _lines(chunks: Iterator[bytes], limit: int = MAX_EVENT_BYTES) -> Iterator[by
             raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
 
 
-def iter_events(resp: urllib3.BaseHTTPResponse, what: str) -> Iterator[Event]:
+def iter_events(resp: Any, what: str) -> Iterator[Event]:
     """Parse a Gradio job's text/event-stream into Events, none over MAX_UPSTREAM_BYTES."""
     limit = getattr(resp, "gateway_limit", MAX_EVENT_BYTES)
     kind, data_lines, size = "message", [], 0
@@ -443,7 +508,7 @@ def iter_events(resp: urllib3.BaseHTTPResponse, what: str) -> Iterator[Event]:
                     raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
 
 
-def release(resp: urllib3.BaseHTTPResponse, events: Iterator[Event]) -> bool:
+def release(resp: Any, events: Iterator[Event]) -> bool:
     """After `complete`: read the end of the stream Gradio sends with it, so the connection goes
     back to the pool instead of costing a new connect next time. Anything else aborts it."""
     try:
@@ -469,13 +534,16 @@ def _socket_of(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
     return getattr(raw, "_sock", None)
 
 
-def abort(resp: urllib3.BaseHTTPResponse | None) -> None:
+def abort(resp: Any) -> None:
     """Close a streaming response now, from any greenlet or thread.
 
     Shutting the socket down wakes a reader blocked on it; closing the event
     stream is also what makes Gradio stop the job.
     """
     if resp is None:
+        return
+    if isinstance(resp, lean.Response):
+        resp.shutdown()
         return
     with contextlib.suppress(Exception):
         sock = _socket_of(resp)

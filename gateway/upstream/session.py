@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import http.client
-import select
+import os
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
@@ -14,11 +14,15 @@ from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from ..config import Settings
+from .lean import LeanClient, is_idle_and_open
 
 CREDENTIAL_HEADERS = ("X-HF-Authorization", "X-IP-Token")
+POOLS = 64            # hosts with pooled connections; the least recently used host's are dropped
+POOL_SIZE = 512       # idle connections kept per (scheme, host, port)
 # A pooled keep-alive connection the app closed meanwhile (a restart, a 500 with
-# `Connection: close`) fails the next request on it. A GET is resent once; a POST never
-# (it may have reached the app); connection failures are left to the runner's backoff.
+# `Connection: close`) fails the next request on it. Through requests a GET is resent once, a
+# POST never (it may have reached the app); connection failures are left to the runner's
+# backoff. The hot calls on the lean client: see lean.LeanClient.send.
 
 
 class StaleConnectionRetry(Retry):
@@ -35,14 +39,6 @@ STALE_CONNECTION_RETRY = StaleConnectionRetry(total=1, connect=0, read=1, redire
                                               allowed_methods=frozenset({"GET"}), raise_on_status=False)
 
 
-try:                                    # the OS's poll(), not gevent's, which would build watchers
-    from gevent.monkey import get_original
-
-    _poll = get_original("select", "poll")
-except ImportError:  # pragma: no cover - gevent is a runtime dependency
-    _poll = select.poll
-
-
 class _LivenessCheck:
     """Whether a pooled idle connection is still usable: urllib3 asks before each reuse.
 
@@ -55,11 +51,7 @@ class _LivenessCheck:
 
     @property
     def is_connected(self) -> bool:
-        if self.sock is None:
-            return False
-        poller = _poll()
-        poller.register(self.sock.fileno(), select.POLLIN)
-        return not poller.poll(0)
+        return self.sock is not None and is_idle_and_open(self.sock)
 
 
 READ_BUFFER = 1024      # bytes; http.client's default is 8 KiB
@@ -109,8 +101,11 @@ class UpstreamSession(requests.Session):
     """A Session that drops the credential headers on a redirect to another host.
 
     requests strips only `Authorization` there; a Gradio host redirecting elsewhere must
-    not receive a user's X-HF-Authorization either.
+    not receive a user's X-HF-Authorization either. `lean` carries the hot calls on direct
+    connections (lean.py), with this session's proxies and TLS settings.
     """
+
+    lean: LeanClient | None = None
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)
@@ -124,7 +119,10 @@ def make_session(settings: Settings) -> requests.Session:
     session = UpstreamSession()
     session.trust_env = False          # only USE_PROXY/PROXY_URL choose a proxy; no .netrc credentials
     session.proxies.update(settings.proxies)
-    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=512, max_retries=STALE_CONNECTION_RETRY)
+    # The CA bundle is the one requests takes from the environment when it trusts it (a private
+    # CA in front of the apps): both clients verify against the same one.
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    adapter = HTTPAdapter(pool_connections=POOLS, pool_maxsize=POOL_SIZE, max_retries=STALE_CONNECTION_RETRY)
     adapter.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}   # direct connections
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -133,4 +131,5 @@ def make_session(settings: Settings) -> requests.Session:
     session.headers["Accept-Encoding"] = "gzip, deflate"
     # One session serves every user: a cookie one app set for one request must not ride along on another's.
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    session.lean = LeanClient(session, pools=POOLS, size=POOL_SIZE)
     return session

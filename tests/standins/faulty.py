@@ -279,7 +279,14 @@ class FaultyGradio:
                     writer.close()
                     await writer.wait_closed()
                     break
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+            # An answer that ends the connection (an event stream with `Connection: close`): what
+            # drain() left in the transport's buffer (up to its high-water mark) goes out before
+            # the close; abort() would drop it, and a reader slower than the writer saw a
+            # truncated answer.
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 5)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError,
+                asyncio.TimeoutError):
             pass
         finally:
             self._writers.discard(writer)
