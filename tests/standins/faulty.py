@@ -274,10 +274,6 @@ class FaultyGradio:
                 length = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
                 if not await self._dispatch(method, target, headers, body, reader, writer):
-                    # An answer that ends its connection (`Connection: close`) is sent whole first:
-                    # abort() would drop what the gateway has not read yet (a large final event).
-                    writer.close()
-                    await writer.wait_closed()
                     break
             # An answer that ends the connection (an event stream with `Connection: close`): what
             # drain() left in the transport's buffer (up to its high-water mark) goes out before
