@@ -4,7 +4,8 @@ Each generation's `chat_stream` app (tests/generations/space_apps.py, in its own
 tests/generations/venvs.py) answers "echo: <message>" word by word. The gateway is timed against
 each, interleaved round by round so the machine's load falls on all alike: p50 of a non-stream
 completion, of a stream, and the time to its first token. Only generations whose venv is already
-built are measured (`make venvs` builds them); the others are listed as skipped.
+built are measured (`make venvs` builds them); the others are listed as skipped. Each app runs
+under bench/conncount.py, which counts the TCP connections it accepts (reconnects per completion).
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def start(workdir: Path, smoke: bool = False) -> tuple[dict[str, subprocess.Pope
         env = {**os.environ, **venvs.RUN_ENV, "PYTHONUNBUFFERED": "1"}
         env.pop("PYTHONPATH", None)
         log = open(workdir / f"{version}.log", "w")
-        started[version] = subprocess.Popen([str(python), str(script), "--port-file", str(port_file),
+        counted = [str(procs.ROOT / "bench" / "conncount.py"), "--count-file", str(count_file(workdir, version))]
+        started[version] = subprocess.Popen([str(python), *counted, str(script), "--port-file", str(port_file),
                                              "--cancel-dir", str(workdir), "--only", "chat_stream"],
                                             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     urls = {}
@@ -57,6 +59,11 @@ def start(workdir: Path, smoke: bool = False) -> tuple[dict[str, subprocess.Pope
         else:
             skipped.append(version)
     return started, urls, skipped
+
+
+def count_file(workdir: Path, version: str) -> Path:
+    """Where a generation's app counts the connections it accepts (bench/conncount.py)."""
+    return workdir / f"{version}.connections"
 
 
 def models(urls: dict[str, str]) -> dict[str, dict[str, str]]:
