@@ -30,6 +30,14 @@ LOAD_KEYS = {("gateway", None): "load_non_stream", ("gateway", 50): "load_stream
              ("floor", None): "load_floor", ("floor", 50): "load_floor_stream_50"}
 
 
+_T0 = time.monotonic()
+
+
+def say(what: str) -> None:
+    """A progress line, with the seconds since the run started (where a run spends its time)."""
+    print(f"[{time.monotonic() - _T0:5.0f} s] {what}", flush=True)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the harness, measures nothing")
@@ -299,7 +307,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         standin_proc, standin = procs.start_standin(chunks=8)
         started.append(standin_proc)
+        first_app = len(started)
         apps = start_apps(tmp, args, started)
+        app_procs = started[first_app:]
         if apps.gen_urls or apps.skipped:
             results["generations"] = {"skipped": apps.skipped}
         models_file = tmp / "models.yaml"
@@ -314,17 +324,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         floor = procs.start_gateway(models_file, args.workers, worker_connections=10000, app="bench.floor:app")
         started.append(floor)
 
-        print("latency (concurrency 1) against the stand-in ...", flush=True)
+        say("latency (concurrency 1) against the stand-in ...")
         results["latency_standin"] = measure_latency(gw.url, standin, "bench-standin", args.rounds, False)
         results["client_cpu_per_call"] = latency.client_cpu_per_call(standin, 20 if args.smoke else 500)
         results["upstream_per_completion"] = upstream_traffic(gw.url, standin, 10 if args.smoke else 200)
         measure_gradio(results, gw, apps, args)
-        print("CPU per request and throughput, gateway and floor alternating ...", flush=True)
+        for proc in app_procs:      # done with: the load and capacity runs get the machine without them
+            proc.stop()
+            started.remove(proc)
+        say("CPU per request and throughput, gateway and floor alternating ...")
         results.update(measure_loads(gw, floor, "bench-standin", args))
         for proc in (floor, gw):
             proc.stop()
             started.remove(proc)
-        print("concurrent open streams ...", flush=True)
+        say("concurrent open streams ...")
         results["capacity"] = measure_capacity(models_file, standin, args)
         results["standin_stats"] = standin_stats(standin)
     finally:
@@ -364,7 +377,7 @@ def start_apps(tmp: Path, args: argparse.Namespace, started: list[Any]) -> Apps:
         started.append(proc)
         waiting.append((proc, apps.tls_url, apps.tls))
     if not args.no_generations:
-        print("starting one chat app per Gradio generation ...", flush=True)
+        say("starting one chat app per Gradio generation ...")
         gen_procs, apps.gen_urls, apps.skipped = generations.start(tmp, args.smoke)
         started.extend(_Stopper(p) for p in gen_procs.values())
         apps.counts.update({f"gen-{v}": generations.count_file(tmp, v) for v in apps.gen_urls})
@@ -377,27 +390,25 @@ def measure_gradio(results: dict[str, Any], gw: procs.Gateway, apps: Apps, args:
     """Latency and reconnects against the real Gradio app (HTTP, then HTTPS) and each generation."""
     n, warmup = (6, 4) if args.smoke else (200, 20)
     if apps.url:
-        print("latency (concurrency 1) against the real Gradio app, and gradio_client ...", flush=True)
+        say("latency (concurrency 1) against the real Gradio app, and gradio_client ...")
         results["latency_gradio"] = measure_latency(gw.url, apps.url, "bench-gradio", max(5, args.rounds // 3), True)
-        print("reconnects per completion, real Gradio ...", flush=True)
+        say("reconnects per completion, real Gradio ...")
         results["reconnects_gradio"] = reconnects.per_completion(gw.url, "bench-gradio", apps.counts["gradio"],
                                                                  n, warmup)
     if apps.tls_url and apps.tls:
-        print("latency and reconnects against the real Gradio app over TLS ...", flush=True)
+        say("latency and reconnects against the real Gradio app over TLS ...")
         results["latency_gradio_tls"] = measure_latency(gw.url, apps.tls_url, "bench-gradio-tls",
                                                         max(5, args.rounds // 3), False, verify=str(apps.tls.ca))
         results["reconnects_gradio_tls"] = reconnects.per_completion(
             gw.url, "bench-gradio-tls", apps.counts["gradio_tls"], n, warmup)
     if apps.gen_urls:
-        print("latency and reconnects per Gradio generation ...", flush=True)
-        measured = generations.measure(gw.url, apps.gen_urls, 5 if args.smoke else 40)
+        say("latency and reconnects per Gradio generation ...")
+        counts = {version: apps.counts[f"gen-{version}"] for version in apps.gen_urls}
+        measured, reconnected = generations.measure(gw.url, apps.gen_urls, 5 if args.smoke else 50, counts)
         for version, figures in measured.items():
             figures["protocol"] = _speaks(apps.gen_urls[version])
         results["generations"]["measured"] = measured
-        results["generations"]["reconnects"] = {
-            version: reconnects.per_completion(gw.url, f"gen-{version}", apps.counts[f"gen-{version}"],
-                                               n // 2, warmup // 2)
-            for version in apps.gen_urls}
+        results["generations"]["reconnects"] = reconnected
 
 
 class _Stopper:
