@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (5 if small else 300)
     args.duration = args.duration or (1.0 if small else 8.0)
     args.concurrency = args.concurrency or (4 if small else 32)
-    args.levels = [int(x) for x in (args.levels or ("20" if small else "1000,2000,4000,6000,8000")).split(",")]
+    args.levels = [int(x) for x in (args.levels or ("20" if small else "1000,2000,4000,8000")).split(",")]
     return args
 
 
@@ -404,7 +404,7 @@ def measure_gradio(results: dict[str, Any], gw: procs.Gateway, apps: Apps, args:
     if apps.gen_urls:
         say("latency and reconnects per Gradio generation ...")
         counts = {version: apps.counts[f"gen-{version}"] for version in apps.gen_urls}
-        measured, reconnected = generations.measure(gw.url, apps.gen_urls, 5 if args.smoke else 50, counts)
+        measured, reconnected = generations.measure(gw.url, apps.gen_urls, 5 if args.smoke else 30, counts)
         for version, figures in measured.items():
             figures["protocol"] = _speaks(apps.gen_urls[version])
         results["generations"]["measured"] = measured
