@@ -14,16 +14,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from . import generations, latency, procs, profile
+from . import generations, latency, procs, profile, ratios, reconnects, tlsca
 from .report import render_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEM = "You are a test bot."          # the echo app's and the stand-in's default system message
+# (what is loaded, chunks per stream or None for non-stream) -> its key in the results
+LOAD_KEYS = {("gateway", None): "load_non_stream", ("gateway", 50): "load_stream_50",
+             ("floor", None): "load_floor", ("floor", 50): "load_floor_stream_50"}
+
+
+_T0 = time.monotonic()
+
+
+def say(what: str) -> None:
+    """A progress line, with the seconds since the run started (where a run spends its time)."""
+    print(f"[{time.monotonic() - _T0:5.0f} s] {what}", flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-gradio", action="store_true", help="skip the real Gradio app (stand-in only)")
     parser.add_argument("--no-generations", action="store_true",
                         help="skip the line per Gradio generation (needs the venvs of make venvs)")
+    parser.add_argument("--no-tls", action="store_true", help="skip the real Gradio app over HTTPS")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/<time>.json)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the workers during the load runs (collapsed stacks in bench/results/)")
@@ -46,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (5 if small else 300)
     args.duration = args.duration or (1.0 if small else 8.0)
     args.concurrency = args.concurrency or (4 if small else 32)
-    args.levels = [int(x) for x in (args.levels or ("20" if small else "1000,2000,4000,6000,8000")).split(",")]
+    args.levels = [int(x) for x in (args.levels or ("20" if small else "1000,2000,4000,8000")).split(",")]
     return args
 
 
@@ -91,11 +104,12 @@ def write_models(path: Path, standin: str, real: str | None, extra: dict[str, An
     path.write_text(json.dumps({"models": models}))   # JSON is valid YAML
 
 
-def measure_latency(gateway: str, app_url: str, model: str, rounds: int, with_client: bool) -> dict[str, Any]:
+def measure_latency(gateway: str, app_url: str, model: str, rounds: int, with_client: bool,
+                    verify: bool | str = True) -> dict[str, Any]:
     message = "bench"
     data = [message, SYSTEM, 64]
     variants: dict[str, Any] = {
-        "direct": latency.Direct(app_url, "/chat", data),
+        "direct": latency.Direct(app_url, "/chat", data, verify),
         "gateway": latency.ThroughGateway(gateway, model, message, stream=False),
         "gateway_stream": latency.ThroughGateway(gateway, model, message, stream=True),
     }
@@ -148,8 +162,9 @@ def loadgen(*argv: str, timeout: float) -> dict[str, Any]:
 
 
 def measure_load(gw: procs.Gateway, model: str, args: argparse.Namespace, stream_chunks: int | None,
-                 label: str = "gateway") -> dict[str, Any]:
+                 label: str = "gateway", duration: float | None = None) -> dict[str, Any]:
     """Throughput from a separate process, and the gateway's CPU per request during it."""
+    duration = duration or args.duration
     extra = ["--stream", "--message", f"chunks={stream_chunks} bench"] if stream_chunks else []
     concurrency = args.concurrency if not stream_chunks else max(2, args.concurrency // 2)
     spy = None
@@ -158,10 +173,10 @@ def measure_load(gw: procs.Gateway, model: str, args: argparse.Namespace, stream
         name = f"profile-{label}-{kind}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.txt"
         spy_out = RESULTS / name
         RESULTS.mkdir(parents=True, exist_ok=True)
-        spy = profile.start(gw.proc.pid, max(1, args.duration - 1), spy_out)
+        spy = profile.start(gw.proc.pid, max(1, duration - 1), spy_out)
     cpu0, wall0 = gw.cpu(), time.monotonic()
     result = loadgen("throughput", "--url", gw.url, "--model", model, "--concurrency", str(concurrency),
-                     "--duration", str(args.duration), *extra, timeout=args.duration + 60)
+                     "--duration", str(duration), *extra, timeout=duration + 60)
     cpu = gw.cpu() - cpu0
     if spy is not None:
         spy.wait(60)
@@ -169,9 +184,43 @@ def measure_load(gw: procs.Gateway, model: str, args: argparse.Namespace, stream
             result["profile"] = str(spy_out)
             print(profile.summary(spy_out), flush=True)
     result["gateway_cpu_s"] = round(cpu, 3)
-    result["gateway_cpu_ms_per_request"] = round(cpu * 1000 / result["requests"], 3) if result["requests"] else None
-    result["gateway_cpu_cores_busy"] = round(cpu / (time.monotonic() - wall0), 2)
+    result["wall_s"] = time.monotonic() - wall0
     return result
+
+
+def measure_loads(gw: procs.Gateway, floor: procs.Gateway, model: str,
+                  args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The gateway's and the floor's load runs, alternating in short pieces (ABBA), so that drift
+    on a shared machine falls on both alike: non-stream, then 50-chunk streams, each round."""
+    rounds = 1 if args.smoke else 4
+    pieces: dict[str, list[dict[str, Any]]] = {}
+    for i in range(rounds):
+        order = ((gw, "gateway"), (floor, "floor")) if i % 2 == 0 else ((floor, "floor"), (gw, "gateway"))
+        for chunks in (None, 50):
+            for proc, label in order:
+                pieces.setdefault(LOAD_KEYS[label, chunks], []).append(
+                    measure_load(proc, model, args, chunks, label, duration=args.duration / rounds))
+    return {key: combine(runs) for key, runs in pieces.items()}
+
+
+def combine(pieces: list[dict[str, Any]]) -> dict[str, Any]:
+    """One load figure from its pieces: requests, errors and CPU summed; the load generator's
+    latencies as the median of the pieces' p50s and the largest p99."""
+    requests_ = sum(p["requests"] for p in pieces)
+    cpu = sum(p["gateway_cpu_s"] for p in pieces)
+    elapsed = sum(p["elapsed_s"] for p in pieces)
+    kinds: dict[str, int] = {}
+    for p in pieces:
+        for kind, n in p["error_kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    return {"stream": pieces[0]["stream"], "concurrency": pieces[0]["concurrency"], "pieces": pieces,
+            "elapsed_s": elapsed, "requests": requests_, "errors": sum(kinds.values()), "error_kinds": kinds,
+            "rps": requests_ / elapsed if elapsed else 0.0,
+            "latency_ms_p50": latency.percentile([p["latency_ms_p50"] for p in pieces], 50),
+            "latency_ms_p99": max(p["latency_ms_p99"] for p in pieces),
+            "gateway_cpu_s": round(cpu, 3),
+            "gateway_cpu_ms_per_request": round(cpu * 1000 / requests_, 3) if requests_ else None,
+            "gateway_cpu_cores_busy": round(cpu / sum(p["wall_s"] for p in pieces), 2)}
 
 
 def release(standin: str) -> None:
@@ -258,48 +307,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         standin_proc, standin = procs.start_standin(chunks=8)
         started.append(standin_proc)
-        real = None
-        if not args.no_gradio:
-            real_proc, real = procs.start_real_app()
-            started.append(real_proc)
-        gen_procs: dict[str, Any] = {}
-        gen_urls: dict[str, str] = {}
-        if not args.no_gradio and not args.no_generations:
-            print("starting one chat app per Gradio generation ...", flush=True)
-            gen_procs, gen_urls, skipped = generations.start(tmp, args.smoke)
-            started.extend(_Stopper(p) for p in gen_procs.values())
-            results["generations"] = {"skipped": skipped}
+        first_app = len(started)
+        apps = start_apps(tmp, args, started)
+        app_procs = started[first_app:]
+        if apps.gen_urls or apps.skipped:
+            results["generations"] = {"skipped": apps.skipped}
         models_file = tmp / "models.yaml"
-        write_models(models_file, standin, real, generations.models(gen_urls))
-        gw = procs.start_gateway(models_file, args.workers, worker_connections=10000)
+        extra = generations.models(apps.gen_urls)
+        if apps.tls_url:
+            extra["bench-gradio-tls"] = {"space": apps.tls_url, "api_name": "/chat"}
+        write_models(models_file, standin, apps.url, extra)
+        # The gateway trusts the throwaway CA the way an operator would make it trust a private one.
+        ca_env = {"REQUESTS_CA_BUNDLE": str(apps.tls.ca), "SSL_CERT_FILE": str(apps.tls.ca)} if apps.tls else {}
+        gw = procs.start_gateway(models_file, args.workers, worker_connections=10000, extra_env=ca_env)
         started.append(gw)
+        floor = procs.start_gateway(models_file, args.workers, worker_connections=10000, app="bench.floor:app")
+        started.append(floor)
 
-        print("latency (concurrency 1) against the stand-in ...", flush=True)
+        say("latency (concurrency 1) against the stand-in ...")
         results["latency_standin"] = measure_latency(gw.url, standin, "bench-standin", args.rounds, False)
         results["client_cpu_per_call"] = latency.client_cpu_per_call(standin, 20 if args.smoke else 500)
         results["upstream_per_completion"] = upstream_traffic(gw.url, standin, 10 if args.smoke else 200)
-        if real:
-            print("latency (concurrency 1) against the real Gradio app, and gradio_client ...", flush=True)
-            results["latency_gradio"] = measure_latency(gw.url, real, "bench-gradio", max(5, args.rounds // 3), True)
-        if gen_urls:
-            print("latency per Gradio generation ...", flush=True)
-            measured = generations.measure(gw.url, gen_urls, 5 if args.smoke else 40)
-            for version, figures in measured.items():
-                figures["protocol"] = _speaks(gen_urls[version])
-            results["generations"]["measured"] = measured
-        print("throughput and CPU per request, non-stream ...", flush=True)
-        results["load_non_stream"] = measure_load(gw, "bench-standin", args, None)
-        print("throughput and CPU per request, 50-chunk streams ...", flush=True)
-        results["load_stream_50"] = measure_load(gw, "bench-standin", args, 50)
-        gw.stop()
-        started.remove(gw)
-        print("the floor: gunicorn + gevent + Flask alone, canned answer ...", flush=True)
-        floor = procs.start_gateway(models_file, args.workers, worker_connections=10000, app="bench.floor:app")
-        started.append(floor)
-        results["load_floor"] = measure_load(floor, "bench-standin", args, None, label="floor")
-        floor.stop()
-        started.remove(floor)
-        print("concurrent open streams ...", flush=True)
+        measure_gradio(results, gw, apps, args)
+        for proc in app_procs:      # done with: the load and capacity runs get the machine without them
+            proc.stop()
+            started.remove(proc)
+        say("CPU per request and throughput, gateway and floor alternating ...")
+        results.update(measure_loads(gw, floor, "bench-standin", args))
+        for proc in (floor, gw):
+            proc.stop()
+            started.remove(proc)
+        say("concurrent open streams ...")
         results["capacity"] = measure_capacity(models_file, standin, args)
         results["standin_stats"] = standin_stats(standin)
     finally:
@@ -308,7 +346,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
     results["load_after"] = procs.load_average()
     results["uptime_after"] = uptime()
+    results["ratios"] = ratios.compute(results)
     return results
+
+
+@dataclass
+class Apps:
+    """The Gradio apps a run measures: the real one, over HTTP and HTTPS, and one per generation."""
+    url: str | None = None
+    tls_url: str | None = None
+    tls: tlsca.Files | None = None
+    counts: dict[str, Path] = field(default_factory=dict)      # app -> its count of accepted connections
+    gen_urls: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def start_apps(tmp: Path, args: argparse.Namespace, started: list[Any]) -> Apps:
+    """Launch the real app (HTTP and HTTPS) and the generations' apps together, then wait for all."""
+    apps = Apps()
+    if args.no_gradio:
+        return apps
+    apps.counts["gradio"] = tmp / "gradio.connections"
+    proc, apps.url = procs.launch_real_app(apps.counts["gradio"])
+    started.append(proc)
+    waiting = [(proc, apps.url, None)]
+    if not args.no_tls:
+        apps.tls = tlsca.make(tmp)
+        apps.counts["gradio_tls"] = tmp / "gradio-tls.connections"
+        proc, apps.tls_url = procs.launch_real_app(apps.counts["gradio_tls"], apps.tls)
+        started.append(proc)
+        waiting.append((proc, apps.tls_url, apps.tls))
+    if not args.no_generations:
+        say("starting one chat app per Gradio generation ...")
+        gen_procs, apps.gen_urls, apps.skipped = generations.start(tmp, args.smoke)
+        started.extend(_Stopper(p) for p in gen_procs.values())
+        apps.counts.update({f"gen-{v}": generations.count_file(tmp, v) for v in apps.gen_urls})
+    for proc, url, tls in waiting:
+        procs.wait_real_app(proc, url, tls)
+    return apps
+
+
+def measure_gradio(results: dict[str, Any], gw: procs.Gateway, apps: Apps, args: argparse.Namespace) -> None:
+    """Latency and reconnects against the real Gradio app (HTTP, then HTTPS) and each generation."""
+    n, warmup = (6, 4) if args.smoke else (200, 20)
+    if apps.url:
+        say("latency (concurrency 1) against the real Gradio app, and gradio_client ...")
+        results["latency_gradio"] = measure_latency(gw.url, apps.url, "bench-gradio", max(5, args.rounds // 3), True)
+        say("reconnects per completion, real Gradio ...")
+        results["reconnects_gradio"] = reconnects.per_completion(gw.url, "bench-gradio", apps.counts["gradio"],
+                                                                 n, warmup)
+    if apps.tls_url and apps.tls:
+        say("latency and reconnects against the real Gradio app over TLS ...")
+        results["latency_gradio_tls"] = measure_latency(gw.url, apps.tls_url, "bench-gradio-tls",
+                                                        max(5, args.rounds // 3), False, verify=str(apps.tls.ca))
+        results["reconnects_gradio_tls"] = reconnects.per_completion(
+            gw.url, "bench-gradio-tls", apps.counts["gradio_tls"], n, warmup)
+    if apps.gen_urls:
+        say("latency and reconnects per Gradio generation ...")
+        counts = {version: apps.counts[f"gen-{version}"] for version in apps.gen_urls}
+        measured, reconnected = generations.measure(gw.url, apps.gen_urls, 5 if args.smoke else 30, counts)
+        for version, figures in measured.items():
+            figures["protocol"] = _speaks(apps.gen_urls[version])
+        results["generations"]["measured"] = measured
+        results["generations"]["reconnects"] = reconnected
 
 
 class _Stopper:

@@ -4,7 +4,9 @@ Each generation's `chat_stream` app (tests/generations/space_apps.py, in its own
 tests/generations/venvs.py) answers "echo: <message>" word by word. The gateway is timed against
 each, interleaved round by round so the machine's load falls on all alike: p50 of a non-stream
 completion, of a stream, and the time to its first token. Only generations whose venv is already
-built are measured (`make venvs` builds them); the others are listed as skipped.
+built are measured (`make venvs` builds them); the others are listed as skipped. Each app runs
+under bench/conncount.py, which counts the TCP connections it accepts: the connections accepted
+during the timed rounds, per completion, are the generation's reconnects per completion.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import latency, procs
+from . import conncount, latency, procs
 
 MESSAGE = "how fast is each generation"
 
@@ -43,7 +45,8 @@ def start(workdir: Path, smoke: bool = False) -> tuple[dict[str, subprocess.Pope
         env = {**os.environ, **venvs.RUN_ENV, "PYTHONUNBUFFERED": "1"}
         env.pop("PYTHONPATH", None)
         log = open(workdir / f"{version}.log", "w")
-        started[version] = subprocess.Popen([str(python), str(script), "--port-file", str(port_file),
+        counted = [str(procs.ROOT / "bench" / "conncount.py"), "--count-file", str(count_file(workdir, version))]
+        started[version] = subprocess.Popen([str(python), *counted, str(script), "--port-file", str(port_file),
                                              "--cancel-dir", str(workdir), "--only", "chat_stream"],
                                             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
     urls = {}
@@ -59,25 +62,39 @@ def start(workdir: Path, smoke: bool = False) -> tuple[dict[str, subprocess.Pope
     return started, urls, skipped
 
 
+def count_file(workdir: Path, version: str) -> Path:
+    """Where a generation's app counts the connections it accepts (bench/conncount.py)."""
+    return workdir / f"{version}.connections"
+
+
 def models(urls: dict[str, str]) -> dict[str, dict[str, str]]:
     return {f"gen-{v}": {"space": url} for v, url in urls.items()}
 
 
-def measure(gateway: str, urls: dict[str, str], rounds: int) -> dict[str, Any]:
-    """p50s per generation, all generations interleaved round by round."""
+def measure(gateway: str, urls: dict[str, str], rounds: int,
+            counts: dict[str, Path]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """p50s per generation, all generations interleaved round by round; and the connections each
+    app accepted during those rounds (after the warm-up), per completion."""
     variants = {}
     for version in urls:
         variants[f"{version} non-stream"] = latency.ThroughGateway(gateway, f"gen-{version}", MESSAGE, stream=False)
         variants[f"{version} stream"] = latency.ThroughGateway(gateway, f"gen-{version}", MESSAGE, stream=True)
-    series = latency.interleaved(variants, rounds, warmup=3)
+    latency.interleaved(variants, 0, warmup=3)
+    before = {version: conncount.read(counts[version]) for version in urls}
+    series = latency.interleaved(variants, rounds, warmup=0)
     out: dict[str, Any] = {}
+    reconnects: dict[str, Any] = {}
     for version in urls:
         plain, stream = series[f"{version} non-stream"], series[f"{version} stream"]
         out[version] = {"non_stream_p50_ms": _ms(latency.percentile(plain.totals(), 50)),
                         "stream_p50_ms": _ms(latency.percentile(stream.totals(), 50)),
                         "ttft_p50_ms": _ms(latency.percentile(stream.ttfts(), 50)),
                         "errors": plain.errors + stream.errors, "n": len(plain.samples) + len(stream.samples)}
-    return out
+        new = conncount.read(counts[version]) - before[version]
+        kinds = {**plain.error_kinds, **stream.error_kinds}
+        reconnects[version] = {"completions": 2 * rounds, "errors": out[version]["errors"], "error_kinds": kinds,
+                               "new_connections": new, "per_completion": round(new / (2 * rounds), 4)}
+    return out, reconnects
 
 
 def _ms(seconds: float | None) -> float | None:

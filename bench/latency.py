@@ -60,12 +60,21 @@ def sse_events(resp: requests.Response) -> Iterator[tuple[str, str]]:
                 data.append(text[5:].lstrip())
 
 
+def drain(events: Iterator[Any]) -> None:
+    """Read a response to its end through the iterator already reading it, so the connection goes
+    back to the pool. A second iter_content() would leave the first generator suspended inside
+    urllib3, which closes the pooled connection when that generator is collected."""
+    for _ in events:
+        pass
+
+
 class Direct:
     """A completion sent straight to the app over Gradio's HTTP protocol (what the gateway does)."""
 
-    def __init__(self, base_url: str, api_name: str, data: list[Any]) -> None:
+    def __init__(self, base_url: str, api_name: str, data: list[Any], verify: bool | str = True) -> None:
         self.session = requests.Session()
         self.session.trust_env = False
+        self.session.verify = verify        # an HTTPS app's CA (bench/tlsca.py): checks stay on
         self.base = base_url.rstrip("/") + "/gradio_api/call/" + api_name.strip("/")
         self.data = data
 
@@ -74,7 +83,8 @@ class Direct:
         event_id = self.session.post(self.base, json={"data": self.data}, timeout=30).json()["event_id"]
         ttft = None
         with self.session.get(f"{self.base}/{event_id}", stream=True, timeout=30) as resp:
-            for kind, data in sse_events(resp):
+            events = sse_events(resp)
+            for kind, data in events:
                 if kind in ("generating", "complete") and ttft is None:
                     outputs = json.loads(data)
                     if outputs and outputs[0]:
@@ -86,8 +96,7 @@ class Direct:
                     raise RuntimeError(f"the app failed: {data}")
             else:
                 raise RuntimeError("the event stream ended without `complete`")
-            for _ in resp.iter_content(chunk_size=None):   # drain: the connection goes back to the pool
-                pass
+            drain(events)
         return Sample(total, ttft)
 
 
@@ -105,16 +114,19 @@ class ThroughGateway:
         t0 = time.perf_counter()
         if not self.stream:
             resp = self.session.post(self.url, json=self.body, timeout=30)
-            resp.raise_for_status()
+            _check(resp)
             if not resp.json()["choices"][0]["message"]["content"]:
                 raise RuntimeError("empty completion")
             return Sample(time.perf_counter() - t0)
         ttft = None
         with self.session.post(self.url, json=self.body, stream=True, timeout=30) as resp:
-            resp.raise_for_status()
-            for _, data in sse_events(resp):
+            _check(resp)
+            events = sse_events(resp)
+            for _, data in events:
                 if data == "[DONE]":
-                    return Sample(time.perf_counter() - t0, ttft)
+                    total = time.perf_counter() - t0
+                    drain(events)
+                    return Sample(total, ttft)
                 chunk = json.loads(data)
                 if "error" in chunk:
                     raise RuntimeError(f"the gateway sent an error event: {chunk['error']}")
@@ -123,6 +135,16 @@ class ThroughGateway:
                     if choices[0].get("delta", {}).get("content"):
                         ttft = time.perf_counter() - t0
         raise RuntimeError("the stream ended without [DONE]")
+
+
+def _check(resp: requests.Response) -> None:
+    """Raise on an error status, with the gateway's own message (why a TLS upstream failed, say)."""
+    if resp.status_code >= 400:
+        try:
+            why = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            why = resp.text
+        raise RuntimeError(f"HTTP {resp.status_code}: {why[:300]}")
 
 
 class GradioClient:

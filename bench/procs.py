@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from . import tlsca
+
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -92,21 +94,21 @@ class Proc:
         self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
-    def wait_http(self, url: str, deadline: float = 60.0) -> None:
+    def wait_http(self, url: str, deadline: float = 60.0, verify: bool | str = True) -> None:
         """Wait for a 200 from url; on failure stop the process (and drop its log) before raising."""
         try:
-            self._wait_http(url, deadline)
+            self._wait_http(url, deadline, verify)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_http(self, url: str, deadline: float) -> None:
+    def _wait_http(self, url: str, deadline: float, verify: bool | str) -> None:
         end = time.monotonic() + deadline
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
             try:
-                if requests.get(url, timeout=2).status_code == 200:
+                if requests.get(url, timeout=2, verify=verify).status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -121,8 +123,9 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        if not self.log.closed:      # stopping twice (a failed wait, then the run's cleanup) is fine
+            self.log.close()
+            os.unlink(self.log.name)
 
 
 def start_standin(chunks: int = 8, delay: float = 0.0) -> tuple[Proc, str]:
@@ -134,14 +137,29 @@ def start_standin(chunks: int = 8, delay: float = 0.0) -> tuple[Proc, str]:
     return proc, url
 
 
-def start_real_app() -> tuple[Proc, str]:
-    """tests/gradio_apps.py's streaming echo ChatInterface, in its own process."""
-    port = free_port()
-    proc = Proc("gradio", [sys.executable, "-m", "bench.realapp", "--port", str(port)],
-                {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"})
-    url = f"http://127.0.0.1:{port}/"
-    proc.wait_http(url + "config", deadline=120)
+def start_real_app(count_file: Path | None = None, tls: tlsca.Files | None = None) -> tuple[Proc, str]:
+    """tests/gradio_apps.py's streaming echo ChatInterface, in its own process; over HTTPS with tls,
+    counting the connections it accepts into count_file if given (bench/conncount.py)."""
+    proc, url = launch_real_app(count_file, tls)
+    wait_real_app(proc, url, tls)
     return proc, url
+
+
+def launch_real_app(count_file: Path | None = None, tls: tlsca.Files | None = None) -> tuple[Proc, str]:
+    """start_real_app without waiting: apps launched together start in parallel."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.realapp", "--port", str(port)]
+    if count_file:
+        argv += ["--count-file", str(count_file)]
+    if tls:
+        argv += ["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
+    proc = Proc("gradio-tls" if tls else "gradio", argv,
+                {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"})
+    return proc, f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
+
+
+def wait_real_app(proc: Proc, url: str, tls: tlsca.Files | None = None) -> None:
+    proc.wait_http(url + "config", deadline=120, verify=str(tls.ca) if tls else True)
 
 
 @dataclass
@@ -164,13 +182,14 @@ class Gateway:
         self.proc.stop()
 
 
-def start_gateway(models_file: Path, workers: int, worker_connections: int, app: str = "wsgi:app") -> Gateway:
+def start_gateway(models_file: Path, workers: int, worker_connections: int, app: str = "wsgi:app",
+                  extra_env: dict[str, str] | None = None) -> Gateway:
     """`gunicorn -c gunicorn.conf.py wsgi:app` as `make serve` runs it, on a free loopback port."""
     port = free_port()
     env = {"LISTEN": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers),
            "WORKER_CONNECTIONS": str(worker_connections), "MODELS_FILE": str(models_file),
            "BUILTIN_MODELS": "false", "LOG_LEVEL": "warning", "SSE_KEEPALIVE": "15",
-           "UPSTREAM_IDLE_TIMEOUT": "120", "UPSTREAM_TOTAL_TIMEOUT": "600"}
+           "UPSTREAM_IDLE_TIMEOUT": "120", "UPSTREAM_TOTAL_TIMEOUT": "600", **(extra_env or {})}
     proc = Proc("gateway", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app], env)
     url = f"http://127.0.0.1:{port}"
     proc.wait_http(url + "/healthz")

@@ -1,4 +1,4 @@
-"""The results as a table, each figure beside its target (issue 6)."""
+"""The results as a table: issue 16's ratios with their targets first, then the absolute figures (issue 6)."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +16,20 @@ Row = tuple[str, str, str, str]      # figure, value, target, met?
 
 
 def rows(r: dict[str, Any]) -> list[Row]:
-    return _latency_rows(r) + _generation_rows(r) + _load_rows(r) + _capacity_rows(r)
+    absolute = _latency_rows(r) + _generation_rows(r) + _load_rows(r) + _capacity_rows(r)
+    if not r.get("ratios"):
+        return absolute
+    return [("RATIOS, measured side by side in this run (issue 16)", "", "", ""), *_ratio_rows(r),
+            ("ABSOLUTE FIGURES (targets of issue 6)", "", "", ""), *absolute]
+
+
+def _ratio_rows(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for t in r["ratios"]:
+        value = "n/a" if t["value"] is None else f"{t['value']:g}"
+        out.append((t["name"], f"{value} ({t['detail']})" if t["detail"] else value,
+                    f"{t['op']} {t['target']:g}", _check(t["met"]) or "NO FIGURE"))
+    return out
 
 
 def _generation_rows(r: dict[str, Any]) -> list[Row]:
@@ -34,7 +47,8 @@ def _generation_rows(r: dict[str, Any]) -> list[Row]:
 
 def _latency_rows(r: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
-    for key, label in (("latency_standin", "stand-in"), ("latency_gradio", "real Gradio")):
+    for key, label in (("latency_standin", "stand-in"), ("latency_gradio", "real Gradio"),
+                       ("latency_gradio_tls", "real Gradio, TLS")):
         lat = r.get(key)
         if not lat:
             continue
@@ -81,6 +95,9 @@ def _load_rows(r: dict[str, Any]) -> list[Row]:
     if fl := r.get("load_floor"):
         out += [("  floor: gunicorn+gevent+Flask, canned answer", _ms(fl["gateway_cpu_ms_per_request"]), "",
                  f"{fl['rps']:.0f} req/s")]
+    if fs := r.get("load_floor_stream_50"):
+        out += [("  floor: gunicorn+gevent+Flask, canned 50-chunk stream", _ms(fs["gateway_cpu_ms_per_request"]),
+                 "", f"{fs['rps']:.0f} req/s")]
     if st:
         out += [("gateway CPU per 50-chunk stream", _ms(st["gateway_cpu_ms_per_request"]), "", ""),
                 (f"throughput, 50-chunk streams (c={st['concurrency']})",
