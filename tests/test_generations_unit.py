@@ -132,6 +132,19 @@ def test_sse_v2_diffs_rebuild_the_outputs() -> None:
     assert done.kind == "complete"
 
 
+def test_diffs_cannot_grow_an_answer_past_the_limit() -> None:
+    """Each event is bounded where it is read; many small appends are bounded here (CONTRACT §11)."""
+    messages = QueueMessages(diffs=True, limit=10_000)
+    messages.read({"msg": "process_generating", "output": {"data": ["start"]}, "success": True})
+    append = {"msg": "process_generating", "output": {"data": [[["append", [], "x" * 100]]]}, "success": True}
+    for _ in range(80):                                  # 8,000 characters and their diffs' framing
+        messages.read(append)
+    with pytest.raises(UpstreamError, match="MAX_UPSTREAM_BYTES"):
+        for _ in range(40):
+            messages.read(append)
+    assert len(messages.outputs[0]) < 10_000
+
+
 @pytest.mark.parametrize("diff", [5, [["append"]], [["append", [9], "x"]], [["explode", [], 1]],
                                   [["append", [], 5]]])
 def test_malformed_diffs_are_upstream_errors(diff: Any) -> None:

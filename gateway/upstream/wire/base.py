@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from ... import fastjson
 from ...concurrency import within
 from ...errors import UpstreamError, UpstreamUnavailable
 from ..protocol import Event
 
 RELEASE_WITHIN = 1.0      # seconds the end of a completed job's stream may take to arrive
+MAX_ANSWER_BYTES = 32 * 1024 * 1024   # MAX_UPSTREAM_BYTES' default, for messages read without a Gradio
 
 
 class Job:
@@ -102,9 +104,14 @@ class QueueMessages:
     """The messages of Gradio's queue (3.x websocket, 4.x SSE): `estimation`, `process_starts`,
     `process_generating`, `process_completed`, `heartbeat`, … -> the seam's events."""
 
-    def __init__(self, diffs: bool) -> None:
+    def __init__(self, diffs: bool, limit: int = MAX_ANSWER_BYTES) -> None:
         self.diffs = diffs
         self.outputs: Any = None
+        # Each event is bounded by MAX_UPSTREAM_BYTES where it is read, but diffs add up: what
+        # they add to one job's outputs is counted (their JSON size, an upper bound) against the
+        # same limit, so an app cannot grow an answer without end in small appends.
+        self.limit = limit
+        self.grown = 0
 
     def read(self, msg: Any) -> Event | None:
         """The event a message means; None for one that says nothing to the gateway."""
@@ -127,6 +134,10 @@ class QueueMessages:
                 if not isinstance(data, list) or not isinstance(self.outputs, list) \
                         or len(data) != len(self.outputs):
                     raise UpstreamError("The Gradio app sent a malformed output diff.")
+                self.grown += len(fastjson.dumps(data))
+                if self.grown > self.limit:
+                    raise UpstreamError("The Gradio app sent an oversized answer (its output diffs add up "
+                                        "to over MAX_UPSTREAM_BYTES).")
                 data = [apply_diff(old, diff) for old, diff in zip(self.outputs, data)]
             self.outputs = data
             return Event("generating", data)

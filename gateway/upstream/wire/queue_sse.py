@@ -31,7 +31,8 @@ class QueueJob(Job):
         self.fn_index = endpoint.fn_index
         self.what = f"call {endpoint.key}"
         self.session_hash = secrets.token_hex(8)
-        self.messages = QueueMessages(diffs=endpoint.generator and app.wire_protocol in DIFF_PROTOCOLS)
+        self.messages = QueueMessages(diffs=endpoint.generator and app.wire_protocol in DIFF_PROTOCOLS,
+                                      limit=gradio.max_bytes)
         self.resp = None
         answer = gradio.post_json("/queue/join", {"data": data, "fn_index": endpoint.fn_index,
                                                   "session_hash": self.session_hash,
