@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from tests.conftest import ROOT, Gunicorn, free_port
 from tests.fixtures_upstream import write_models
