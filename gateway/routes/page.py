@@ -86,9 +86,7 @@ def probe(model_id: str) -> ResponseReturnValue:
     model = state.registry.get(model_id)
     credential = credentials.resolve(request.headers, state.settings, admission.hf_token(admission.current_key()))
     try:
-        key = state.upstream._app_key(model, credential)          # noqa: SLF001 - the cache's own key
-        state.upstream.apps.invalidate(key)
-        state.upstream.app_for(model, credential)
+        state.upstream.reload(model, credential)
         status.note(model.id, None)
     except GatewayError as exc:
         status.note(model.id, exc)

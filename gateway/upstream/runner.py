@@ -199,6 +199,12 @@ class Upstream:
             return load_app(base, self._gradio(base, credential))
         return self.apps.get_for(model.space, credential, build)
 
+    def reload(self, model: Model, credential: Credential) -> App:
+        """Read the model's app again now (the status page's Check now): its cached metadata is
+        dropped and built afresh, once for all callers."""
+        self.apps.invalidate(self._app_key(model, credential))
+        return self.app_for(model, credential)
+
     def _space_host(self, space_id: str, credential: Credential, deadline: float | None) -> str:
         def lookup() -> Any:
             return space_info(self.session, self.settings.hf_endpoint, space_id, credential,
