@@ -124,6 +124,17 @@ def _words(raw: str | None) -> tuple[str, ...]:
     return tuple(w.strip() for w in (raw or "").split(",") if w.strip())
 
 
+def read_config_file(path: str, source: str) -> str:
+    """A file the settings name (MODELS_FILE, KEYS_FILE) as text; ConfigError naming `source`
+    (e.g. "KEYS_FILE /etc/keys.yaml") and why when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{source}: cannot be read: {reason}") from None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the variable."""
     env = os.environ if env is None else env

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, read_config_file
 from .errors import InvalidApiKey
 from .schemas import first_error
 
@@ -143,12 +143,7 @@ def load_keys(settings: Settings, env: Mapping[str, str] | None = None) -> KeyRi
     if not settings.keys_file:
         return KeyRing([])
     source = f"KEYS_FILE {settings.keys_file}"
-    try:
-        with open(settings.keys_file, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{source}: cannot be read: {reason}") from None
+    text = read_config_file(settings.keys_file, source)
     keys = parse_keys(text, source, os.environ if env is None else env)
     known = {k.sha256 for k in keys}
     keys += [Key(f"GATEWAY_API_KEYS[{i}]", digest(k)) for i, k in enumerate(settings.api_keys)

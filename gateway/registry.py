@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import yaml
 from marshmallow import ValidationError
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, read_config_file
 from .errors import ModelNotFound
 from .schemas import SPACE_ID, ModelsFileSchema, first_error
 
@@ -146,13 +146,7 @@ def load_registry(settings: Settings) -> Registry:
         models.update(_parse(text, "built-in models"))
     if settings.models_file:
         source = f"MODELS_FILE {settings.models_file}"
-        try:
-            with open(settings.models_file, encoding="utf-8") as fh:
-                text = fh.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"{source}: cannot be read: {reason}") from None
-        models.update(_parse(text, source))
+        models.update(_parse(read_config_file(settings.models_file, source), source))
     return Registry(models, getattr(settings, "allow_any_space", False))
 
 
