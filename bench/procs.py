@@ -80,10 +80,10 @@ def load_average() -> list[float]:
 class Proc:
     """A child process with its output in a log file; stopped by pid, never by name."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         self.name = name
         self.log = tempfile.NamedTemporaryFile("w+", prefix=f"bench-{name}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        self.proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     @property
@@ -183,14 +183,17 @@ class Gateway:
 
 
 def start_gateway(models_file: Path, workers: int, worker_connections: int, app: str = "wsgi:app",
-                  extra_env: dict[str, str] | None = None) -> Gateway:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` as `make serve` runs it, on a free loopback port."""
+                  extra_env: dict[str, str] | None = None, root: Path = ROOT) -> Gateway:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` as `make serve` runs it, on a free loopback port;
+    the build at `root` (its code first on PYTHONPATH, its gunicorn.conf.py) when that is another."""
     port = free_port()
     env = {"LISTEN": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(workers),
            "WORKER_CONNECTIONS": str(worker_connections), "MODELS_FILE": str(models_file),
            "BUILTIN_MODELS": "false", "LOG_LEVEL": "warning", "SSE_KEEPALIVE": "15",
            "UPSTREAM_IDLE_TIMEOUT": "120", "UPSTREAM_TOTAL_TIMEOUT": "600", **(extra_env or {})}
-    proc = Proc("gateway", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app], env)
+    if root != ROOT:
+        env["PYTHONPATH"] = str(root)
+    proc = Proc("gateway", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app], env, cwd=root)
     url = f"http://127.0.0.1:{port}"
     proc.wait_http(url + "/healthz")
     # Every worker should be up before anything is measured.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -41,50 +40,13 @@ def export(commit: str | None, into: Path) -> Path:
     return into
 
 
-class Build:
-    """One build's gunicorn: its own code first on PYTHONPATH, its own gunicorn.conf.py."""
-
-    def __init__(self, name: str, root: Path, models: Path) -> None:
-        self.name = name
-        port = procs.free_port()
-        env = {**os.environ, "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1", "LISTEN": "127.0.0.1",
-               "PORT": str(port), "WEB_CONCURRENCY": "1", "WORKER_CONNECTIONS": "1000",
-               "MODELS_FILE": str(models), "BUILTIN_MODELS": "false", "LOG_LEVEL": "warning",
-               "UPSTREAM_IDLE_TIMEOUT": "120", "UPSTREAM_TOTAL_TIMEOUT": "600"}
-        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"versus-{name}-", suffix=".log")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                                     cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{port}"
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"{name} exited:\n{self.log.read()[-3000:]}")
-            try:
-                import requests  # noqa: PLC0415
-                if requests.get(self.url + "/healthz", timeout=2).status_code == 200 \
-                        and procs.children(self.proc.pid):
-                    return
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{name} did not become ready")
-
-    def cpu(self) -> float:
-        return procs.cpu_seconds([self.proc.pid, *procs.children(self.proc.pid)])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
-
-
-def cpu_per_request(build: Build, model: str, seconds: float, stream_chunks: int | None) -> float:
+def cpu_per_request(build: procs.Gateway, model: str, seconds: float, stream_chunks: int | None) -> float:
     extra = ["--stream", "--message", f"chunks={stream_chunks} bench"] if stream_chunks else []
     before = build.cpu()
     result = loadgen("throughput", "--url", build.url, "--model", model, "--concurrency", "16",
                      "--duration", str(seconds), *extra, timeout=seconds + 60)
     if result.get("errors"):
-        raise RuntimeError(f"{build.name}: {result['errors']} errors under load")
+        raise RuntimeError(f"{build.url}: {result['errors']} errors under load")
     return (build.cpu() - before) * 1000 / max(1, result["requests"])
 
 
@@ -108,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             started.append(app)
             models = work / "models.yaml"
             write_models(models, standin_url, app_url)
-            builds = {name: Build(name, root, models) for name, root in roots.items()}
+            builds = {name: procs.start_gateway(models, 1, 1000, root=root) for name, root in roots.items()}
             started.extend(builds.values())
             before_load = procs.load_average()
 
