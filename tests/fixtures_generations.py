@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Gunicorn, gateway_env
+from tests.conftest import ROOT, Gunicorn, gateway_env, stop_process
 from tests.generations import venvs
 
 SPACE_APPS = ROOT / "tests" / "generations" / "space_apps.py"
@@ -78,13 +78,7 @@ class Generation:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def wanted_versions(session: pytest.Session) -> list[str]:
