@@ -22,6 +22,17 @@ PROTOCOLS = (("uvicorn.protocols.http.h11_impl", "H11Protocol"),
              ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol"))
 
 
+def protocol_classes() -> list:
+    """uvicorn's HTTP protocol classes there are here (httptools is optional: then h11 only)."""
+    found = []
+    for module, name in PROTOCOLS:
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except ImportError:
+            continue
+    return found
+
+
 def install(count_file: str) -> None:
     """Patch uvicorn's HTTP protocols (before the app launches) to count into count_file."""
     lock = threading.Lock()
@@ -39,15 +50,10 @@ def install(count_file: str) -> None:
         return connection_made
 
     Path(count_file).write_text("0")
-    patched = 0
-    for module, name in PROTOCOLS:
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except ImportError:      # httptools is optional: uvicorn then speaks h11 only
-            continue
+    classes = protocol_classes()
+    for cls in classes:
         cls.connection_made = counted(cls.connection_made)
-        patched += 1
-    if not patched:
+    if not classes:
         raise RuntimeError("no uvicorn HTTP protocol to count connections in")
 
 

@@ -14,24 +14,20 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-from uvicorn.protocols.http import h11_impl
 
+from bench import conncount
 from gateway.upstream.wire.base import RELEASE_WITHIN
 from tests.conftest import Gunicorn
 from tests.standins.hostile import HostileGradio, response
-
-try:
-    from uvicorn.protocols.http import httptools_impl
-    PROTOCOLS: list[Any] = [h11_impl.H11Protocol, httptools_impl.HttpToolsProtocol]
-except ImportError:                      # httptools is optional for uvicorn
-    PROTOCOLS = [h11_impl.H11Protocol]
 
 
 @pytest.fixture
 def accepted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A counter of the connections the in-process Gradio apps accept from now on."""
     count = [0]
-    for cls in PROTOCOLS:
+    classes = conncount.protocol_classes()      # one instance per accepted connection
+    assert classes, "no uvicorn protocol to count connections in"
+    for cls in classes:
         original = cls.connection_made
 
         def connection_made(self: Any, transport: Any, _original: Any = original) -> None:
