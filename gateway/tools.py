@@ -161,8 +161,15 @@ class ResponseFormatField(fields.Field):
 
 
 def check_choice(tools: list[Tool], choice: ToolChoice | None) -> None:
-    """A named tool_choice must name one of the tools."""
-    if choice is not None and choice.mode == "function" and choice.name not in {t.name for t in tools}:
+    """A choice that forces a call needs a tool to call: "required" some tool, a named one that tool.
+
+    OpenAI answers both with a 400; accepting them would hand back text the client did not ask for.
+    """
+    if choice is None:
+        return
+    if choice.mode == "required" and not tools:
+        raise ValidationError({"tool_choice": ["is 'required', but tools lists no tool to call"]})
+    if choice.mode == "function" and choice.name not in {t.name for t in tools}:
         raise ValidationError({"tool_choice": [f"names the function {_shown(choice.name)}, "
                                                "which is not in tools"]})
 
