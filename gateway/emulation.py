@@ -42,6 +42,7 @@ class Emulation:
     tools: tuple[Tool, ...] = ()
     choice: ToolChoice = ToolChoice()
     response_format: ResponseFormat | None = None
+    parallel: bool = True                # false (parallel_tool_calls): one call per answer at most
 
     @property
     def active(self) -> bool:
@@ -50,7 +51,7 @@ class Emulation:
     def system_text(self) -> str:
         parts = []
         if self.tools:
-            parts.append(tools_prompt(self.tools, self.choice))
+            parts.append(tools_prompt(self.tools, self.choice, self.parallel))
         if self.response_format is not None:
             parts.append(format_prompt(self.response_format))
         return "\n\n".join(parts)
@@ -73,7 +74,7 @@ def for_request(model: Model, chat: ChatRequest) -> Emulation:
             tools = tuple(t for t in chat.tools if t.name == choice.name)
         else:
             tools = tuple(chat.tools)
-    return Emulation(tools, choice, chat.response_format)
+    return Emulation(tools, choice, chat.response_format, chat.parallel_tool_calls)
 
 
 def upstream_chat(chat: ChatRequest, emulation: Emulation) -> ChatRequest:
@@ -112,7 +113,7 @@ def _loads(text: str) -> Any:
         return text
 
 
-def tools_prompt(tools: tuple[Tool, ...], choice: ToolChoice) -> str:
+def tools_prompt(tools: tuple[Tool, ...], choice: ToolChoice, parallel: bool) -> str:
     lines = ["# Tools", "", "You can call these tools. Each is listed with what it does and the JSON Schema "
              "of its arguments:", ""]
     for tool in tools:
@@ -124,9 +125,11 @@ def tools_prompt(tools: tuple[Tool, ...], choice: ToolChoice) -> str:
     if choice.mode == "function":
         lines.append(f"You must call the tool {choice.name} now.")
     elif choice.mode == "required":
-        lines.append("You must call at least one tool now.")
+        lines.append("You must call at least one tool now." if parallel else "You must call one tool now.")
     else:
         lines.append("If no tool is needed, answer in plain text instead.")
+    if not parallel:
+        lines.append("Call at most one tool in a reply: the tool_calls list holds a single call.")
     lines.append('A tool\'s result comes back in a turn "Tool result: <tool name> returned: <result>"; '
                  "use it to answer.")
     return "\n".join(lines)
@@ -292,7 +295,8 @@ class AnswerReader:
         if not self._passing and self.emulation.tools:
             calls = parse_calls(text, self.emulation.tools)
             if calls:
-                yield Calls(tuple(calls))
+                # parallel_tool_calls false: a client that runs one call at a time gets one.
+                yield Calls(tuple(calls if self.emulation.parallel else calls[:1]))
                 yield "tool_calls"
                 return
         if not self._passing and self.emulation.response_format is not None:

@@ -52,7 +52,7 @@ def shell(req: ResponsesRequest, response_id: str, status: str) -> dict[str, Any
             "model": chat.model, "output": [], "error": None, "incomplete_details": None,
             "instructions": req.instructions, "max_output_tokens": chat.max_tokens,
             "temperature": chat.temperature, "top_p": chat.top_p,
-            "parallel_tool_calls": req.parallel_tool_calls, "previous_response_id": None,
+            "parallel_tool_calls": chat.parallel_tool_calls, "previous_response_id": None,
             "tool_choice": _tool_choice(req),
             "tools": [{"type": "function", "name": t.name, "description": t.description or None,
                        "parameters": t.parameters, "strict": None} for t in chat.tools],

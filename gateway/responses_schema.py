@@ -34,7 +34,6 @@ class ResponsesRequest:
     instructions: str | None
     text_format: dict[str, Any]
     reasoning_effort: str | None
-    parallel_tool_calls: bool
     metadata: dict[str, Any]
 
 
@@ -187,6 +186,7 @@ class ResponsesRequestSchema(Schema):
                            max_tokens=data.get("max_output_tokens"), temperature=data.get("temperature"),
                            top_p=data.get("top_p"), reasoning_effort=effort, user=data.get("user"),
                            tools=data.get("tools") or [], tool_choice=data.get("tool_choice"),
+                           parallel_tool_calls=data.get("parallel_tool_calls") is not False,
                            response_format=load_response_format(text["format"]) if text.get("format") else None)
         return ResponsesRequest(chat, data.get("instructions"), text.get("format") or {"type": "text"}, effort,
-                                data.get("parallel_tool_calls") is not False, data.get("metadata") or {})
+                                data.get("metadata") or {})

@@ -83,6 +83,7 @@ class ChatRequest:
     n: int = 1
     tools: list[Tool] = field(default_factory=list)
     tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True             # false: at most one call per answer
     response_format: ResponseFormat | None = None
 
 
@@ -292,6 +293,7 @@ class ChatRequestSchema(Schema):
     user = _opt(StrictString)
     tools = _opt(ToolsField)
     tool_choice = _opt(ToolChoiceField)
+    parallel_tool_calls = _opt(StrictBoolean)
     response_format = _opt(ResponseFormatField)
 
     @validates_schema
@@ -306,7 +308,8 @@ class ChatRequestSchema(Schema):
             model=data["model"], messages=data["messages"], stream=bool(data.get("stream")),
             include_usage=bool(options.get("include_usage")), max_tokens=max_tokens,
             stop=data.get("stop") or [], n=data.get("n") or 1, tools=data.get("tools") or [],
-            tool_choice=data.get("tool_choice"), response_format=data.get("response_format"),
+            tool_choice=data.get("tool_choice"), parallel_tool_calls=data.get("parallel_tool_calls") is not False,
+            response_format=data.get("response_format"),
             **{k: data.get(k) for k in ("temperature", "top_p", "top_k", "repetition_penalty",
                                         "presence_penalty", "frequency_penalty", "seed",
                                         "reasoning_effort", "user")})

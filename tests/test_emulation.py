@@ -130,3 +130,20 @@ def test_unique_items_and_linear_unwrapping_of_long_answers():
     # Long runs of whitespace after an opener cost linear time, not quadratic.
     assert parse_calls("```" + " " * 200_000, (WEATHER,)) is None
     assert parse_calls("<tool_call>" + " " * 200_000, (WEATHER,)) is None
+
+
+def test_parallel_tool_calls_false_asks_for_one_call_and_keeps_only_the_first():
+    both = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time"}]}'
+    single = for_request(EMULATE, chat(tools=[WEATHER, TIME], parallel_tool_calls=False))
+    assert "Call at most one tool in a reply" in single.system_text()
+    assert "at most one tool" not in for_request(EMULATE, chat(tools=[WEATHER, TIME])).system_text()
+    forced = for_request(EMULATE, chat(tools=[WEATHER], tool_choice=ToolChoice("required"), parallel_tool_calls=False))
+    assert "You must call one tool now." in forced.system_text()
+    reader = single.reader()
+    assert list(reader.feed(Delta(both))) == []
+    calls, reason = list(reader.finish("stop"))
+    assert [c.name for c in calls.calls] == ["get_weather"] and reason == "tool_calls"
+    parallel = AnswerReader(Emulation((WEATHER, TIME)))
+    list(parallel.feed(Delta(both)))
+    calls, _ = list(parallel.finish("stop"))
+    assert [c.name for c in calls.calls] == ["get_weather", "get_time"]

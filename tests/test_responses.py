@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 import requests
@@ -13,6 +14,7 @@ from pydantic import TypeAdapter
 EVENT = TypeAdapter(ResponseStreamEvent)
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather of a city.",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TIME = {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}
 TEXT_EVENTS = ["response.created", "response.in_progress", "response.output_item.added",
                "response.content_part.added", "response.output_text.delta", "response.output_text.done",
                "response.content_part.done", "response.output_item.done", "response.completed"]
@@ -36,15 +38,27 @@ def sse_events(url: str, body: dict) -> list[dict]:
     return events
 
 
+def checked_json(response: httpx.Response) -> None:
+    """Every response the SDK receives whole is checked against its own type (streams: sse_events)."""
+    if response.status_code == 200 and response.headers["Content-Type"].startswith("application/json"):
+        response.read()
+        Response.model_validate(response.json())
+
+
+@pytest.fixture
+def client(agent_base_url):
+    http = httpx.Client(event_hooks={"response": [checked_json]})
+    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0, http_client=http) as client:
+        yield client
+
+
 def dedupe(types: list[str]) -> list[str]:
     return [t for i, t in enumerate(types) if i == 0 or types[i - 1] != t]
 
 
-def test_sdk_responses_create_returns_a_message_and_usage(agent_base_url):
-    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0) as client:
-        raw = client.responses.with_raw_response.create(model="agent", input="hello there",
-                                                        instructions="Be brief.", max_output_tokens=50)
-    done = Response.model_validate(raw.http_response.json())
+def test_sdk_responses_create_returns_a_message_and_usage(client):
+    done = client.responses.create(model="agent", input="hello there", instructions="Be brief.",
+                                   max_output_tokens=50)
     assert done.status == "completed" and done.model == "agent" and done.id.startswith("resp_")
     assert done.output_text.startswith("echo: hello there [system=Be brief.]")
     assert [item.type for item in done.output] == ["message"]
@@ -63,19 +77,17 @@ def test_stream_sends_the_documented_events_with_the_whole_output_at_the_end(age
     assert completed["output"][0]["content"][0]["text"] == text
 
 
-def test_sdk_stream_parses_every_event(agent_base_url):
-    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0) as client:
-        events = list(client.responses.create(model="agent", input="hello there", stream=True))
-        with client.responses.stream(model="agent", input="hello there") as stream:
-            final = stream.get_final_response()
+def test_sdk_stream_parses_every_event(client):
+    events = list(client.responses.create(model="agent", input="hello there", stream=True))
+    with client.responses.stream(model="agent", input="hello there") as stream:
+        final = stream.get_final_response()
     assert events[-1].type == "response.completed"
     assert events[-1].response.output_text.startswith("echo: hello there")
     assert final.output_text == events[-1].response.output_text
 
 
-def test_reasoning_is_a_reasoning_item_before_the_message(agent_base_url):
-    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0) as client:
-        done = client.responses.create(model="agent", input="think: what is 6 times 7?")
+def test_reasoning_is_a_reasoning_item_before_the_message(client, agent_base_url):
+    done = client.responses.create(model="agent", input="think: what is 6 times 7?")
     assert [item.type for item in done.output] == ["reasoning", "message"]
     assert done.output[0].content[0].text == "The user wants 6 times 7."
     assert done.output_text == "The answer is 42."
@@ -87,9 +99,8 @@ def test_reasoning_is_a_reasoning_item_before_the_message(agent_base_url):
     assert [i["type"] for i in events[-1]["response"]["output"]] == ["reasoning", "message"]
 
 
-def test_function_tools_give_function_call_items_streamed_and_not(agent_base_url):
-    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0) as client:
-        done = client.responses.create(model="agent", input="weather in Paris?", tools=[WEATHER])
+def test_function_tools_give_function_call_items_streamed_and_not(client, agent_base_url):
+    done = client.responses.create(model="agent", input="weather in Paris?", tools=[WEATHER])
     (call,) = done.output
     assert (call.type, call.name, json.loads(call.arguments)) == ("function_call", "get_weather", {"city": "Paris"})
     assert call.call_id.startswith("call_")
@@ -103,13 +114,24 @@ def test_function_tools_give_function_call_items_streamed_and_not(agent_base_url
     assert events[-1]["response"]["output"] == [events[5]["item"]]
 
 
-def test_function_call_output_items_reach_the_app_readably(agent_base_url):
+def test_parallel_tool_calls_false_gives_only_the_first_call_streamed_and_not(client, agent_base_url):
+    both = {"model": "agent", "input": "both: weather in Paris?", "tools": [WEATHER, TIME]}
+    done = client.responses.create(**both, parallel_tool_calls=False)        # the app answers with two calls
+    assert [(item.type, item.name) for item in done.output] == [("function_call", "get_weather")]
+    assert done.parallel_tool_calls is False
+    events = sse_events(agent_base_url, {**both, "parallel_tool_calls": False, "stream": True})
+    added = [e["item"]["name"] for e in events if e["type"] == "response.output_item.added"]
+    assert added == ["get_weather"] and events[-1]["response"]["parallel_tool_calls"] is False
+    assert [item["name"] for item in events[-1]["response"]["output"]] == ["get_weather"]
+    assert len(client.responses.create(**both).output) == 2
+
+
+def test_function_call_output_items_reach_the_app_readably(client):
     items = [{"role": "user", "content": [{"type": "input_text", "text": "weather in Paris?"}]},
              {"type": "function_call", "call_id": "call_1", "name": "get_weather",
               "arguments": '{"city": "Paris"}'},
              {"type": "function_call_output", "call_id": "call_1", "output": "21 C and sunny"}]
-    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0) as client:
-        done = client.responses.create(model="agent", input=items, tools=[WEATHER])
+    done = client.responses.create(model="agent", input=items, tools=[WEATHER])
     assert done.output_text == "The tool said: 21 C and sunny"
 
 
@@ -121,14 +143,13 @@ def test_an_error_after_the_first_event_is_response_failed(agent_base_url):
     assert "exploded mid-answer" in failed["error"]["message"]
 
 
-def test_an_error_before_the_first_event_keeps_its_status(agent_base_url):
-    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0) as client:
-        with pytest.raises(openai.NotFoundError) as missing:
-            client.responses.create(model="no-such-model", input="hi", stream=True)
-        assert missing.value.code == "model_not_found"
-        with pytest.raises(openai.APIStatusError) as unreachable:
-            client.responses.create(model="agent-missing", input="hi", stream=True)
-        assert unreachable.value.status_code in (502, 503, 504)
+def test_an_error_before_the_first_event_keeps_its_status(client):
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.responses.create(model="no-such-model", input="hi", stream=True)
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.APIStatusError) as unreachable:
+        client.responses.create(model="agent-missing", input="hi", stream=True)
+    assert unreachable.value.status_code in (502, 503, 504)
 
 
 @pytest.mark.parametrize("body, param", [
@@ -140,14 +161,20 @@ def test_an_error_before_the_first_event_keeps_its_status(agent_base_url):
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type"),
     ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"tools": [], "tool_choice": "required"}, "tool_choice"),
+    ({"tool_choice": {"type": "function", "name": "get_weather"}}, "tool_choice"),
+    ({"parallel_tool_calls": "false"}, "parallel_tool_calls"),
     ({"max_output_tokens": 0}, "max_output_tokens"),
     ({"temperature": 3}, "temperature"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": 5}}}}, "text.format.schema"),
 ])
-def test_what_the_gateway_cannot_do_is_a_400_naming_the_field(agent_client, body, param):
-    resp = agent_client.post("/v1/responses", json={"model": "agent", "input": "hi", **body})
+@pytest.mark.parametrize("model", ["agent", "agent-ignore"])
+def test_what_the_gateway_cannot_do_is_a_400_naming_the_field(agent_client, model, body, param):
+    resp = agent_client.post("/v1/responses", json={"model": model, "input": "hi", **body})
     assert resp.status_code == 400, resp.get_json()
-    assert resp.get_json()["error"]["param"] == param
+    error = resp.get_json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
 
 
 def test_store_false_and_unknown_fields_are_accepted(agent_client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 import requests
@@ -27,9 +28,17 @@ def raw_chunks(url: str, body: dict) -> list[dict]:
     return chunks
 
 
+def checked_json(response: httpx.Response) -> None:
+    """Every completion the SDK receives whole is checked against its own type (chunks: raw_chunks)."""
+    if response.status_code == 200 and response.headers["Content-Type"].startswith("application/json"):
+        response.read()
+        ChatCompletion.model_validate(response.json())
+
+
 @pytest.fixture
 def client(agent_base_url):
-    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0) as client:
+    http = httpx.Client(event_hooks={"response": [checked_json]})
+    with openai.OpenAI(base_url=agent_base_url, api_key="sk-anything", max_retries=0, http_client=http) as client:
         yield client
 
 
@@ -51,6 +60,39 @@ def test_tool_calls_stream_with_index_and_finish_reason(agent_base_url):
     assert [(c["index"], c["function"]["name"]) for c in calls] == [(0, "get_weather"), (1, "get_time")]
     assert all(isinstance(c["function"]["arguments"], str) and c["type"] == "function" for c in calls)
     assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
+
+
+def test_parallel_tool_calls_false_gives_only_the_first_call_streamed_and_not(client, agent_base_url):
+    both = [{"role": "user", "content": "both: weather in Paris?"}]     # the app answers with two calls
+    done = client.chat.completions.create(model="agent", messages=both, tools=[WEATHER, TIME],
+                                          parallel_tool_calls=False)
+    assert [c.function.name for c in done.choices[0].message.tool_calls] == ["get_weather"]
+    assert done.choices[0].finish_reason == "tool_calls"
+    chunks = raw_chunks(agent_base_url, {"model": "agent", "messages": both, "tools": [WEATHER, TIME],
+                                         "parallel_tool_calls": False})
+    calls = [c for chunk in chunks for c in chunk["choices"][0]["delta"].get("tool_calls", [])]
+    assert [(c["index"], c["function"]["name"]) for c in calls] == [(0, "get_weather")]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    with client.chat.completions.stream(model="agent", messages=both, tools=[WEATHER, TIME],
+                                        parallel_tool_calls=False) as stream:
+        final = stream.get_final_completion()
+    assert [c.function.name for c in final.choices[0].message.tool_calls] == ["get_weather"]
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"parallel_tool_calls": "false"}, "parallel_tool_calls"),
+    ({"parallel_tool_calls": 0}, "parallel_tool_calls"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"tools": [], "tool_choice": "required"}, "tool_choice"),
+    ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+    ({"tools": [TIME], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+])
+@pytest.mark.parametrize("model", ["agent", "agent-ignore"])
+def test_a_bad_parallel_tool_calls_or_a_forced_choice_without_its_tool_is_a_400(agent_client, model, body, param):
+    resp = agent_client.post("/v1/chat/completions", json={"model": model, "messages": ASK, **body})
+    assert resp.status_code == 400, resp.get_json()
+    error = resp.get_json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param)
 
 
 def test_sdk_stream_helper_accumulates_the_calls(client):
@@ -149,3 +191,15 @@ def test_langchain_bind_tools_invoke_and_stream(agent_base_url):
     result = get_weather.invoke(answer.tool_calls[0])          # a ToolMessage carrying the call's id
     final = bound.invoke(["weather in Paris?", answer, result])
     assert final.content == "The tool said: 21 C"
+
+
+def test_langchain_bind_tools_without_parallel_calls(agent_base_url):
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(model="agent", base_url=agent_base_url, api_key="sk-anything", max_retries=0)
+    bound = llm.bind_tools([WEATHER, TIME], parallel_tool_calls=False)
+    assert [c["name"] for c in bound.invoke("both: weather in Paris?").tool_calls] == ["get_weather"]
+    streamed = None
+    for chunk in bound.stream("both: weather in Paris?"):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert [c["name"] for c in streamed.tool_calls] == ["get_weather"]
