@@ -296,9 +296,17 @@ class ChatRequestSchema(Schema):
     parallel_tool_calls = _opt(StrictBoolean)
     response_format = _opt(ResponseFormatField)
 
-    @validates_schema
-    def check_tool_choice(self, data: dict[str, Any], **kwargs: Any) -> None:
+    @validates_schema(pass_original=True)
+    def check_tools(self, data: dict[str, Any], original: dict[str, Any], **kwargs: Any) -> None:
         check_choice(data.get("tools") or [], data.get("tool_choice"))
+        # The legacy fields tools replaced: refused by name, so a client that sends them learns why
+        # it gets text back instead of a call.
+        if original.get("functions"):
+            raise ValidationError("the legacy 'functions' field is not supported: send them as tools, "
+                                  '[{"type": "function", "function": {"name", "parameters"}}]', "functions")
+        if original.get("function_call") not in (None, "none", "auto"):
+            raise ValidationError("the legacy 'function_call' field is not supported: use tool_choice",
+                                  "function_call")
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs: Any) -> ChatRequest:

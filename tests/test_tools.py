@@ -86,9 +86,11 @@ def test_parallel_tool_calls_false_gives_only_the_first_call_streamed_and_not(cl
     ({"tools": [], "tool_choice": "required"}, "tool_choice"),
     ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
     ({"tools": [TIME], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+    ({"functions": [WEATHER["function"]]}, "functions"),                  # legacy: refused, not dropped
+    ({"function_call": {"name": "get_weather"}}, "function_call"),
 ])
 @pytest.mark.parametrize("model", ["agent", "agent-ignore"])
-def test_a_bad_parallel_tool_calls_or_a_forced_choice_without_its_tool_is_a_400(agent_client, model, body, param):
+def test_what_the_gateway_cannot_do_is_a_400_naming_the_field(agent_client, model, body, param):
     resp = agent_client.post("/v1/chat/completions", json={"model": model, "messages": ASK, **body})
     assert resp.status_code == 400, resp.get_json()
     error = resp.get_json()["error"]
