@@ -84,8 +84,10 @@ def page() -> ResponseReturnValue:
 
 @bp.post("/status/probe/<path:model_id>")
 def probe(model_id: str) -> ResponseReturnValue:
-    """Read a model's apps again now (Check now), as a request of the key would: its allow-list
-    and request limit hold (404/429 as the API answers), since this contacts the model's apps."""
+    """Read a model's apps again now (Check now), admitted like a request of the key.
+
+    It contacts the model's apps: the key's allow-list and request limit hold (404/429 as the API
+    answers them)."""
     state = gateway_state()
     try:
         admission.authenticate(request.headers, state.settings, state.keys)
