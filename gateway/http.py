@@ -284,7 +284,7 @@ def _record(ex: Exchange, status: int, streaming: bool) -> None:
     if isinstance(ex.error, UpstreamError):
         metrics.UPSTREAM_ERRORS.labels(ex.error.code or "unknown").inc()
     if ex.run is not None:
-        status_board.note(ex.model, ex.error)     # what the status page shows of the model
+        status_board.record(ex.model, ex.error)   # what the status page shows of the model
     metrics.sync_cache(ex.cache)
     if not access_logged():
         return

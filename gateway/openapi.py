@@ -341,5 +341,5 @@ def build(prefix: str = "", version: str = "1") -> dict[str, Any]:
         "operationId": "probeModel", "summary": _summary(page.probe), "tags": ["operations"], "security": key,
         "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "The models table, the model read again.", **html},
-                      **_errors("401", "404")}}})
+                      **_errors("401", "404", "429")}}})
     return spec.to_dict()
