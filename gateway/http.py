@@ -9,7 +9,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request
@@ -18,7 +18,6 @@ from werkzeug.exceptions import ClientDisconnected
 
 from . import fastjson, metrics
 from . import status as status_board
-from .iterables import close
 from .concurrency import call_later, gevent_active
 from .errors import GatewayError, InvalidRequest, RequestTimeout, RequestTooLarge, UpstreamError
 from .logs import access_logged, log_access
@@ -230,23 +229,6 @@ def cut_off_slow_client(deadline: float) -> Any:
         with contextlib.suppress(OSError):
             getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
     return call_later(deadline - time.monotonic(), cut)
-
-
-def observe_stream(items: Iterable[Any]) -> Iterator[Any]:
-    """Pass a stream through, noting an error raised after the headers went out."""
-    return _observed(current_exchange(), items)   # the body runs after the request context is gone
-
-
-def _observed(ex: Exchange | None, items: Iterable[Any]) -> Iterator[Any]:
-    source = iter(items)
-    try:
-        yield from source
-    except Exception as exc:
-        if ex is not None:
-            ex.fail(exc)
-        raise
-    finally:
-        close(source)
 
 
 def finish_exchange(response: Any) -> Any:

@@ -6,7 +6,7 @@ import secrets
 import time
 from typing import Any, Iterable, Iterator
 
-from .iterables import close
+from .iterables import chained, flat_map
 from .registry import Model
 from .schemas import ChatRequest
 from .pipeline import Choice
@@ -77,27 +77,30 @@ def chunks(chat: ChatRequest, items: Iterable[Any]) -> Iterator[Any]:
         return {**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
                                      "finish_reason": finish}], **extra}
 
-    for index in range(chat.n):
-        yield chunk(index, {"role": "assistant", "content": ""})
-    source = iter(items)
-    try:
-        for item in source:
-            if item is KEEPALIVE:
-                yield item
-            elif item.delta:
-                delta: dict[str, Any] = {}
-                if item.delta.reasoning:
-                    delta["reasoning_content"] = item.delta.reasoning
-                if item.delta.content:
-                    delta["content"] = item.delta.content
-                text.append(item.delta.content + item.delta.reasoning)
-                yield chunk(item.index, delta)
-            elif item.calls:
-                text.extend(call.name + call.arguments for call in item.calls)
-                yield chunk(item.index, {"tool_calls": tool_calls(item.calls, streamed=True)})
-            elif item.finish is not None:
-                yield chunk(item.index, {}, item.finish)
+    def reshape(item: Any) -> tuple[Any, ...]:
+        if item is KEEPALIVE:
+            return (item,)
+        if item.delta:
+            delta: dict[str, Any] = {}
+            if item.delta.reasoning:
+                delta["reasoning_content"] = item.delta.reasoning
+            if item.delta.content:
+                delta["content"] = item.delta.content
+            text.append(item.delta.content + item.delta.reasoning)
+            return (chunk(item.index, delta),)
+        if item.calls:
+            text.extend(call.name + call.arguments for call in item.calls)
+            return (chunk(item.index, {"tool_calls": tool_calls(item.calls, streamed=True)}),)
+        if item.finish is not None:
+            return (chunk(item.index, {}, item.finish),)
+        return ()
+
+    def usage_chunk() -> Iterator[Any]:        # read once every item has been
         if chat.include_usage:
             yield {**base, "choices": [], "usage": usage(chat, "".join(text))}
-    finally:
-        close(source)
+
+    source = iter(items)
+    # A list's iterator lets go of the list once read: the role chunks are not kept for the
+    # stream's life, as a tuple given to the chain would be.
+    roles = iter([chunk(index, {"role": "assistant", "content": ""}) for index in range(chat.n)])
+    return chained(source, roles, flat_map(reshape, source), usage_chunk())    # iterated in C

@@ -18,7 +18,7 @@ from . import admission, credentials, emulation
 from .concurrency import make_queue, spawn
 from .emulation import Calls, Emulation
 from .http import note_requested_model
-from .iterables import close
+from .iterables import close, flat_map
 from .registry import Model
 from .schemas import ChatRequest
 from .tools import ToolCall
@@ -92,31 +92,29 @@ def start(state: Any, chat: ChatRequest, headers: Mapping[str, str],
 def read(events: Iterator[Any], plan: Emulation, n: int) -> Iterator[Any]:
     """A run's (or a Fanout's) events as Items, each choice read by its own AnswerReader."""
     readers = [plan.reader() for _ in range(n)]
-    try:
-        for event in events:
-            index, event = event if isinstance(event, tuple) else (0, event)
-            if event is KEEPALIVE:
-                yield event
-            elif isinstance(event, StatusDelta) or not plan.active and isinstance(event, Delta):
-                # a waiting stream's status line (never part of an answer), or the common case
-                yield Item(index, delta=event)
-            elif isinstance(event, Delta):
-                said = False
-                for delta in readers[index].feed(event):
-                    said = True
-                    yield Item(index, delta=delta)
-                if not said:
-                    yield Item(index)      # held or empty: still a sign that the app answered (sse.prime)
-            elif isinstance(event, Finish):
-                for out in readers[index].finish(event.reason):
-                    if isinstance(out, Delta):
-                        yield Item(index, delta=out)
-                    elif isinstance(out, Calls):
-                        yield Item(index, calls=out.calls)
-                    else:
-                        yield Item(index, finish=out)
-    finally:
-        close(events)
+
+    def items(event: Any) -> tuple[Any, ...]:
+        index, event = event if isinstance(event, tuple) else (0, event)
+        if event is KEEPALIVE:
+            return (event,)
+        if isinstance(event, StatusDelta) or not plan.active and isinstance(event, Delta):
+            # a waiting stream's status line (never part of an answer), or the common case
+            return (Item(index, delta=event),)
+        if isinstance(event, Delta):
+            # held or empty: still an Item, a sign that the app answered (sse.prime)
+            return tuple(Item(index, delta=delta) for delta in readers[index].feed(event)) or (Item(index),)
+        if isinstance(event, Finish):
+            return tuple(_finished(index, out) for out in readers[index].finish(event.reason))
+        return ()
+    return flat_map(items, events)       # iterated in C (iterables.Chained)
+
+
+def _finished(index: int, out: Any) -> Item:
+    if isinstance(out, Delta):
+        return Item(index, delta=out)
+    if isinstance(out, Calls):
+        return Item(index, calls=out.calls)
+    return Item(index, finish=out)
 
 
 def collect(items: Iterator[Any], n: int) -> list[Choice]:

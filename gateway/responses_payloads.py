@@ -9,7 +9,7 @@ lines are for chat completion streams only: here a waiting stream gets keep-aliv
 """
 from __future__ import annotations
 
-from . import fastjson
+from . import fastjson, sse
 import secrets
 import time
 from typing import Any, Callable, Iterable, Iterator
@@ -244,7 +244,4 @@ def frames(items: Iterable[Any], ready: Callable[[], bool] | None = None) -> Ite
 
 
 def stream_response(items: Iterable[Any], ready: Callable[[], bool] | None = None) -> Response:
-    resp = Response(frames(items, ready), mimetype="text/event-stream")
-    resp.headers["Cache-Control"] = "no-cache"
-    resp.headers["X-Accel-Buffering"] = "no"
-    return resp
+    return sse.stream(frames(items, ready))

@@ -1,15 +1,14 @@
 """SSE framing: priming the first event, keep-alives, [DONE], errors after the first byte."""
 from __future__ import annotations
 
-
-from . import fastjson
 import logging
 from typing import Any, Callable, Iterable, Iterator
 
 from flask import Response
 
+from . import fastjson
 from .errors import as_gateway_error
-from .iterables import close
+from .iterables import chained, close
 from .upstream.run import KEEPALIVE
 
 log = logging.getLogger("gateway")
@@ -24,15 +23,46 @@ def prime(events: Iterator[Any]) -> Iterator[Any]:
     except BaseException:
         close(events)
         raise
-    return _chain(first, events)
+    # A chain, not a generator: the first event again, then the rest (iterables.Chained); a
+    # list's iterator, not a tuple, so the first event is not kept for the stream's life.
+    return chained(events, iter([first]), events)
 
 
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    try:
-        yield first
-        yield from rest
-    finally:
-        close(rest)
+class StreamBody:
+    """A streamed response's body as the WSGI server gets it: the frames generator itself,
+    iterated directly, and a close() that closes it and then runs the response's own close
+    (its call_on_close callbacks).
+
+    werkzeug would otherwise wrap the body in ClosingIterator and iter_encoded, two more
+    levels of Python iteration for every write and two more frames on the stack of every
+    waiting stream; frames are bytes already.
+    """
+
+    __slots__ = ("_frames", "_response", "_closed")
+
+    def __init__(self, frames: Iterator[bytes], response: Response) -> None:
+        self._frames, self._response, self._closed = frames, response, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._frames
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close(self._frames)
+        finally:
+            self._response.close()      # calls this close() again (a no-op), then its callbacks
+
+
+def stream(frames: Iterator[bytes]) -> Response:
+    """A text/event-stream response of these frames, passed to the WSGI server as they are."""
+    resp = Response(mimetype="text/event-stream", direct_passthrough=True)
+    resp.response = StreamBody(frames, resp)
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["X-Accel-Buffering"] = "no"
+    return resp
 
 
 def encode(item: Any) -> bytes:
@@ -44,8 +74,10 @@ def encode(item: Any) -> bytes:
 
 
 def frames(items: Iterable[Any], request_id: str | None = None,
-           ready: Callable[[], bool] | None = None) -> Iterator[bytes]:
-    """Encode items as SSE; an error mid-stream becomes one error event; always ends with [DONE].
+           ready: Callable[[], bool] | None = None,
+           on_error: Callable[[Exception], None] | None = None) -> Iterator[bytes]:
+    """Encode items as SSE; an error mid-stream becomes one error event (and goes to on_error,
+    the exchange's record); always ends with [DONE].
 
     While ready() says the next item is there already, frames are gathered and written
     together: a burst from the app (or the end of a stream) costs one write, not one each.
@@ -63,6 +95,8 @@ def frames(items: Iterable[Any], request_id: str | None = None,
         raise
     except Exception as exc:  # after the headers went out, the error travels in the stream
         err = as_gateway_error(exc, request_id)
+        if on_error is not None:
+            on_error(err)
         if err.status_code == 499:
             return
         batch.append(encode(err.to_dict()))
@@ -73,11 +107,9 @@ def frames(items: Iterable[Any], request_id: str | None = None,
 
 
 def response(items: Iterable[Any], request_id: str | None = None,
-             ready: Callable[[], bool] | None = None) -> Response:
-    resp = Response(frames(items, request_id, ready), mimetype="text/event-stream")
-    resp.headers["Cache-Control"] = "no-cache"
-    resp.headers["X-Accel-Buffering"] = "no"
-    return resp
+             ready: Callable[[], bool] | None = None,
+             on_error: Callable[[Exception], None] | None = None) -> Response:
+    return stream(frames(items, request_id, ready, on_error))
 
 
 __all__ = ["prime", "response", "frames", "encode"]

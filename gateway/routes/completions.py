@@ -5,7 +5,7 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
 from .. import payloads, pipeline, sse
-from ..http import gateway_state, load_body, observe_run, observe_stream, request_id
+from ..http import current_exchange, gateway_state, load_body, observe_run, request_id
 from ..schemas import ChatRequestSchema
 
 bp = Blueprint("completions", __name__)
@@ -20,5 +20,6 @@ def create_chat_completion() -> ResponseReturnValue:
     observe_run(answer.model, chat.stream, answer.source)           # for the access line and metrics
     if not chat.stream:
         return payloads.completion(chat, answer.choices())
-    return sse.response(observe_stream(payloads.chunks(chat, sse.prime(answer.items))), request_id(),
-                        ready=lambda: answer.pending)
+    exchange = current_exchange()           # the body runs after the request context is gone
+    return sse.response(payloads.chunks(chat, sse.prime(answer.items)), request_id(),
+                        ready=lambda: answer.pending, on_error=exchange.fail if exchange is not None else None)

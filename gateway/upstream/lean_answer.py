@@ -137,7 +137,8 @@ class Response(HTTPResponseParser):
         return self.method == "HEAD"
 
     def _on_body(self, data: bytearray) -> None:
-        self._body.append(data)
+        if data:                      # an empty piece would read as the body's end (read_piece)
+            self._body.append(data)
 
     def _on_message_complete(self) -> None:
         self.complete = True
@@ -191,21 +192,25 @@ class Response(HTTPResponseParser):
     def is_redirect(self) -> bool:
         return self.status_code in REDIRECTS and "location" in self.headers
 
-    def pieces(self) -> Iterator[bytes]:
-        """The body's bytes (chunked framing removed, content encoding kept) as they arrive,
-        whatever one read gets and never more than READ_SIZE; at its end the connection goes
-        back to the pool."""
+    def read_piece(self) -> bytes:
+        """The body's next bytes (chunked framing removed, content encoding kept) as they
+        arrive, whatever one read gets and never more than READ_SIZE; b"" at its end, when the
+        connection has gone back to the pool. A function, not a generator: a stream waiting
+        here keeps one Python frame level fewer on its greenlet's stack."""
         body = self._body
-        while True:
-            while body:
-                yield body.pop(0)
+        while not body:
             if self.complete:
                 self.release_conn()
-                return
+                return b""
             data = self._recv()
             self._feed(data)          # b"": the end of the connection, which ends an unsized body
             if not data and not self.complete:
                 self._broken("the connection closed in the middle of the answer", BrokenAnswer)
+        return body.pop(0)
+
+    def pieces(self) -> Iterator[bytes]:
+        """The body's pieces (read_piece) one after the other, until its end."""
+        return iter(self.read_piece, b"")
 
     def release_conn(self) -> None:
         """The answer read to its end goes back to its pool (when the app keeps it alive);

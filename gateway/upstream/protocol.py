@@ -14,7 +14,7 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -29,7 +29,6 @@ from .bounded import READ_SIZE, YIELD_EVERY, Decoded, read_limited
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota,
                       UpstreamTimeout, UpstreamUnauthorized, UpstreamUnavailable)
 
-PROGRESS: Any = object()                 # _arrived's mark: a MiB more of a long event arrived
 Answer = Any      # a requests.Response, or a lean.Response for a hot call on a direct connection
 
 log = logging.getLogger("gateway.upstream")
@@ -439,73 +438,75 @@ class Gradio:
         return paths[0]
 
 
-def _arrived(raw: Any) -> Iterator[bytes]:
-    """The bytes of a streaming body as they arrive, chunked or not, inflated within bounds.
+def _reader(raw: Any) -> Callable[[], bytes]:
+    """The next piece of a streaming body as it arrives (b"" at its end), chunked or not, raw.
 
-    A chunked body (what Gradio sends) comes chunk by chunk from read_chunked; an unchunked
-    one (an event stream passed on by an HTTP/1.0 proxy) is read with read1: whatever one
-    read gets. urllib3 is not asked to decode: bounded.Decoded inflates piece by piece.
-    Reads are at most READ_SIZE, so one huge chunk is never held whole; every MiB yields
-    PROGRESS, which the idle timeout counts as a sign of life (without it a large final
-    snapshot arriving slowly looked like an idle app).
+    A lean answer reads whatever one recv gets; an urllib3 answer (a proxy's) gives a chunked
+    body (what Gradio sends) chunk by chunk and an unchunked one (an event stream passed on by
+    an HTTP/1.0 proxy) by read1. Pieces are at most READ_SIZE, so one huge chunk is never held
+    whole, and nothing is decoded here: bounded.Decoded inflates piece by piece.
     """
-    decoded = Decoded(getattr(raw, "gateway_encoding", None), "event stream")
     if isinstance(raw, lean.Response):
-        pieces = raw.pieces()
-    elif getattr(raw, "chunked", True):
-        pieces = raw.read_chunked(READ_SIZE, decode_content=False)
-    else:
-        pieces = iter(lambda: raw.read1(READ_SIZE), b"")
-    since_yield = 0
-    for piece in pieces:
-        yield from decoded.feed(piece)
-        since_yield += len(piece)
-        if since_yield >= YIELD_EVERY:       # an app that sends fast never makes a read wait:
-            since_yield = 0                  # let the worker answer others meanwhile
-            cooperate()
-            yield PROGRESS                   # and a long event still arriving is a sign of life
+        return raw.read_piece
+    if getattr(raw, "chunked", True):
+        chunks = raw.read_chunked(READ_SIZE, decode_content=False)
+        return lambda: next(chunks, b"")
+    return lambda: raw.read1(READ_SIZE)
 
 
-def _lines(chunks: Iterator[bytes], limit: int = MAX_EVENT_BYTES) -> Iterator[bytes | None]:
-    """Split arriving bytes into lines; each byte is scanned once, however small the reads."""
-    buffer = bytearray()
-    for chunk in chunks:
-        if chunk is PROGRESS:
-            yield None                                # not a line: the event is still arriving
-            continue
-        scan_from = len(buffer)
-        buffer += chunk
-        start = 0
-        while (end := buffer.find(b"\n", scan_from)) >= 0:
-            yield bytes(buffer[start:end])
-            start = scan_from = end + 1
-        del buffer[:start]
-        if len(buffer) > limit:
-            raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
+def _complete_lines(buffer: bytearray, data: bytes, limit: int) -> list[bytes]:
+    """The lines `data` completes, taken off `buffer`; each byte is scanned once, however small
+    the reads."""
+    scan_from = len(buffer)
+    buffer += data
+    lines, start = [], 0
+    while (end := buffer.find(b"\n", scan_from)) >= 0:
+        lines.append(bytes(buffer[start:end]))
+        start = scan_from = end + 1
+    del buffer[:start]
+    if len(buffer) > limit:
+        raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
+    return lines
 
 
 def iter_events(resp: Any, what: str) -> Iterator[Event]:
-    """Parse a Gradio job's text/event-stream into Events, none over MAX_UPSTREAM_BYTES."""
+    """Parse a Gradio job's text/event-stream into Events, none over MAX_UPSTREAM_BYTES.
+
+    One generator reads, inflates, splits and parses, rather than a generator for each step:
+    while a stream waits for its app, every generator level between the reader and the socket
+    is a C frame more on the stack gevent saves for each waiting greenlet (bench/: memory per
+    open stream). Every MiB that arrives yields a heartbeat: an app that sends fast never makes
+    a read wait (so the worker answers others meanwhile), and a long event still arriving is a
+    sign of life for the idle timeout (without it a large final snapshot arriving slowly looked
+    like an idle app).
+    """
     limit = getattr(resp, "gateway_limit", MAX_EVENT_BYTES)
-    kind, data_lines, size = "message", [], 0
+    decoded = Decoded(getattr(resp, "gateway_encoding", None), "event stream")
+    read = _reader(resp)
+    buffer = bytearray()
+    kind, data_lines, size, since_yield = "message", [], 0, 0
     with mapped_errors(what):
-        for line in _lines(_arrived(resp), limit):
-            if line is None:                          # bytes keep arriving: as good as a heartbeat
+        while piece := read():
+            for data in decoded.feed(piece):
+                for line in _complete_lines(buffer, data, limit):
+                    text = line.rstrip(b"\r").decode("utf-8")
+                    if text == "":
+                        if data_lines or kind == "heartbeat":
+                            raw = "\n".join(data_lines)
+                            yield Event(kind, fastjson.loads(raw) if raw and raw != "null" else None)
+                        kind, data_lines, size = "message", [], 0
+                    elif text.startswith("event:"):
+                        kind = text[6:].strip()
+                    elif text.startswith("data:"):
+                        data_lines.append(text[5:].lstrip(" "))
+                        size += len(text)
+                        if size > limit:
+                            raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
+            since_yield += len(piece)
+            if since_yield >= YIELD_EVERY:
+                since_yield = 0
+                cooperate()
                 yield Event("heartbeat", None)
-                continue
-            text = line.rstrip(b"\r").decode("utf-8")
-            if text == "":
-                if data_lines or kind == "heartbeat":
-                    raw = "\n".join(data_lines)
-                    yield Event(kind, fastjson.loads(raw) if raw and raw != "null" else None)
-                kind, data_lines, size = "message", [], 0
-            elif text.startswith("event:"):
-                kind = text[6:].strip()
-            elif text.startswith("data:"):
-                data_lines.append(text[5:].lstrip(" "))
-                size += len(text)
-                if size > limit:
-                    raise UpstreamError("The Gradio app sent an oversized event (over MAX_UPSTREAM_BYTES).")
 
 
 def release(resp: Any, events: Iterator[Event]) -> bool:
