@@ -205,3 +205,14 @@ def test_a_zerogpu_quota_error_before_any_output_moves_on_though_the_job_was_acc
         assert cooling.reason == "quota" and 175 < cooling.remaining <= 180        # its own "Try again in"
     finally:
         out_of_quota.stop()
+
+
+def test_a_429_on_the_event_stream_of_an_accepted_job_is_not_run_again_elsewhere(
+        pooled: Any, pool_apps: FaultyGradio) -> None:
+    """The app gave the job an event id: a 429 on its event stream may come from a running job."""
+    _, client = pooled({"m": pool("pool-one", "pool-two")})
+    pool_apps.apps["pool-one"].inject(Fault("status", status=429, retry_after="60", at="events"))
+    resp = client.post("/v1/chat/completions", json=chat(model="m"))
+    assert resp.status_code == 429, resp.get_json()
+    assert resp.get_json()["error"]["code"] == "upstream_quota_exceeded"
+    assert calls(pool_apps, "pool-one") == 1 and calls(pool_apps, "pool-two") == 0

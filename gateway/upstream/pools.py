@@ -5,8 +5,9 @@ stage, a 503 from its host) or cannot be reached or times out before it accepted
 put in a cooldown: as long as it asked (Retry-After, "Try again in H:MM:SS"), else
 growing with each strike (COOL_BASE doubled up to COOL_CAP). The request moves on to the
 next member; the client sees nothing of it. Nothing is re-run once the app accepted the
-job, with one exception the runner makes too (§5's anonymous retry): a ZeroGPU quota error
-before any output means the app refused to run the prompt at all.
+job, with one exception the runner makes too (§5's anonymous retry): ZeroGPU's quota error
+event before any output (errors.ZeroGpuRefused) means the app refused to run the prompt at all.
+Any other quota error after acceptance (an HTTP 429 on the event stream) goes to the client.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 from prometheus_client import Counter, Gauge
 
-from ..errors import UpstreamError, UpstreamQuota, UpstreamTimeout, UpstreamUnavailable
+from ..errors import UpstreamError, UpstreamQuota, UpstreamTimeout, UpstreamUnavailable, ZeroGpuRefused
 from ..registry import Model
 from ..shared_state import Cooldown, SharedState
 from .protocol import UpstreamUnreachable
@@ -74,7 +75,7 @@ class Pools:
     def _may_move_on(run: Any, exc: UpstreamError) -> bool:
         if run.closed or run.emitted or time.monotonic() >= run.deadline:
             return False
-        return isinstance(exc, UpstreamQuota) or not run.accepted
+        return not run.accepted or isinstance(exc, ZeroGpuRefused)
 
     def _cool(self, model: Model, member: str, exc: UpstreamError) -> Cooldown:
         reason = "quota" if isinstance(exc, UpstreamQuota) else "unavailable"

@@ -12,7 +12,7 @@ from typing import Any
 from ..config import Settings
 from ..credentials import Credential
 from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota, UpstreamTimeout,
-                      UpstreamUnauthorized)
+                      UpstreamUnauthorized, ZeroGpuRefused)
 from ..registry import Model
 from ..schemas import ChatRequest
 from ..shared_state import SharedState
@@ -58,8 +58,8 @@ def error_from_event(data: Any) -> GatewayError:
         title = "ZeroGPU quota exceeded"
     if title.lower().startswith("zerogpu"):
         text = str(message or title)
-        return UpstreamQuota(f"{title}: {text}" if message else title,
-                             retry_after=retry_after_from(text))
+        return ZeroGpuRefused(f"{title}: {text}" if message else title,
+                              retry_after=retry_after_from(text))
     if not message:
         # Gradio hides the message of its own input validation too: when the cached API is
         # stale, this is what a call with the old inputs gets. The runner checks the API.
