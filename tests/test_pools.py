@@ -216,3 +216,29 @@ def test_a_429_on_the_event_stream_of_an_accepted_job_is_not_run_again_elsewhere
     assert resp.status_code == 429, resp.get_json()
     assert resp.get_json()["error"]["code"] == "upstream_quota_exceeded"
     assert calls(pool_apps, "pool-one") == 1 and calls(pool_apps, "pool-two") == 0
+
+
+def test_any_space_behind_keys_never_opens_a_private_space_with_the_operators_token(
+        pooled: Any, pool_apps: FaultyGradio, hub: StandInHub) -> None:
+    """ALLOW_ANY_SPACE maps public Spaces: the operator's HF_TOKEN (what keyed callers spend) is
+    not shown to the Hub for `hf:`; a caller's own X-HF-Token opens what it may see."""
+    hub.valid_tokens |= {"hf_operator_secret", "hf_callers_own"}
+    _, client = pooled({"m": pool("pool-one")}, ALLOW_ANY_SPACE="true", GATEWAY_API_KEYS="sk-gateway-key-1",
+                       HF_TOKEN="hf_operator_secret")
+    hub.spaces["ops/internal"] = Space(pool_apps.apps["pool-three"].url, token="hf_operator_secret")
+    hub.spaces["me/mine"] = Space(pool_apps.apps["pool-three"].url, token="hf_callers_own")
+    keyed = {"Authorization": "Bearer sk-gateway-key-1"}
+    for _ in range(2):                      # the second time past the cache's note that it is private
+        resp = client.post("/v1/chat/completions", json=chat(model="hf:ops/internal"), headers=keyed)
+        assert resp.status_code == 404, resp.get_json()
+        assert resp.get_json()["error"]["code"] == "model_not_found"
+        assert resp.get_json()["error"]["param"] == "model"
+    assert hub.lookups_of("ops/internal") >= 2
+    assert {auth for sid, auth in hub.lookups if sid == "ops/internal"} == {None}
+    assert calls(pool_apps, "pool-three") == 0
+    # The caller's own token is theirs to spend: their private Space is reached with it.
+    resp = client.post("/v1/chat/completions", json=chat(model="hf:me/mine"),
+                       headers={**keyed, "X-HF-Token": "hf_callers_own"})
+    assert resp.status_code == 200, resp.get_json()
+    # A public Space is served to the keyed caller as before.
+    assert client.post("/v1/chat/completions", json=chat(model="hf:team/pool-two"), headers=keyed).status_code == 200

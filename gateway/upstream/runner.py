@@ -11,9 +11,9 @@ from typing import Any
 
 from ..config import Settings
 from ..credentials import Credential
-from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota, UpstreamTimeout,
-                      UpstreamUnauthorized, ZeroGpuRefused)
-from ..registry import Model
+from ..errors import (GatewayError, ModelNotFound, SpaceNotFound, UpstreamApiChanged, UpstreamError,
+                      UpstreamQuota, UpstreamTimeout, UpstreamUnauthorized, ZeroGpuRefused)
+from ..registry import ANY_SPACE, Model
 from ..schemas import ChatRequest
 from ..shared_state import SharedState
 from .apps import App, load_app
@@ -206,10 +206,23 @@ class Upstream:
         return self.app_for(model, credential)
 
     def _space_host(self, space_id: str, credential: Credential, deadline: float | None) -> str:
+        # ALLOW_ANY_SPACE maps public Spaces (registry.ANY_SPACE): the Hub is asked anonymously
+        # unless the token is the caller's own, so a key's or the operator's token opens no
+        # private Space to whoever sends `hf:owner/name`.
+        withheld = space_id.startswith(ANY_SPACE) and bool(credential.token) and not credential.is_user_token
+        space_id = space_id.removeprefix(ANY_SPACE)
+        shown_to = credential.anonymous() if withheld else credential
+
         def lookup() -> Any:
-            return space_info(self.session, self.settings.hf_endpoint, space_id, credential,
+            return space_info(self.session, self.settings.hf_endpoint, space_id, shown_to,
                               (self.settings.connect_timeout, self.settings.hub_timeout))
-        info = lookup()
+        try:
+            info = lookup()
+        except (UpstreamUnauthorized, SpaceNotFound):
+            if withheld:
+                raise ModelNotFound(f"The model '{ANY_SPACE}{space_id}' does not exist: ALLOW_ANY_SPACE maps "
+                                    "public Spaces only.", param="model") from None
+            raise
         check_stage(info)
         if info.stage in SLEEPING:
             info = wait_awake(self.session, lookup, info,
