@@ -143,7 +143,8 @@ def test_a_pool_of_three_through_gunicorn_with_the_openai_sdk(fresh: Fleet) -> N
     assert fresh.calls("fleet-quota") == 1 and fresh.calls("fleet-ok") == 2
     assert fresh.hub.lookups_of("fleet/paused") == 1          # instance 1 knew it was paused
     cooling = {k.decode() for k in fresh.redis.client().keys("gcg:cool:*")}
-    assert cooling == {"gcg:cool:fleet/quota", "gcg:cool:fleet/paused"}
+    # Out of quota for anonymous callers (OPEN_KEY has no token); paused for everyone.
+    assert cooling == {"gcg:cool:fleet/quota anonymous", "gcg:cool:fleet/paused"}
 
 
 def test_redis_round_trips_per_request(fresh: Fleet) -> None:

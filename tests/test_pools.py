@@ -242,3 +242,28 @@ def test_any_space_behind_keys_never_opens_a_private_space_with_the_operators_to
     assert resp.status_code == 200, resp.get_json()
     # A public Space is served to the keyed caller as before.
     assert client.post("/v1/chat/completions", json=chat(model="hf:team/pool-two"), headers=keyed).status_code == 200
+
+
+def test_a_quota_cooldown_is_the_credentials_own_and_does_not_divert_other_keys(
+        pooled: Any, pool_apps: FaultyGradio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZeroGPU counts quota per account: key A's token running out leaves pool-one to key B."""
+    monkeypatch.setenv("A_HF", "hf_token_of_key_a")
+    monkeypatch.setenv("B_HF", "hf_token_of_key_b")
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump({"keys": [{"name": "a", "key": "sk-key-a-0123456789", "hf_token": "env:A_HF"},
+                                             {"name": "b", "key": "sk-key-b-0123456789", "hf_token": "env:B_HF"}]}))
+    app, client = pooled({"m": pool("pool-one", "pool-two")}, KEYS_FILE=str(keys))
+
+    def ask(key: str) -> int:
+        return client.post("/v1/chat/completions", json=chat(model="m"),
+                           headers={"Authorization": f"Bearer sk-key-{key}-0123456789"}).status_code
+    pool_apps.apps["pool-one"].inject(Fault("status", status=429, retry_after="120"))
+    assert ask("a") == 200                                               # moved on to pool-two
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 1)
+    assert ask("b") == 200 and ask("b") == 200                           # pool-one serves b
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (3, 1)
+    assert ask("a") == 200                                               # a still skips it
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (3, 2)
+    assert cooldowns(app, "m") == {}            # nor is it cooling for a request without a token
+    shared = app.extensions["gradio_chat_gateway"].shared
+    assert not any("hf_token_of_key" in name for name in shared._local.cooldowns)     # a hash, never the token

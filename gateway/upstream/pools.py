@@ -8,6 +8,11 @@ next member; the client sees nothing of it. Nothing is re-run once the app accep
 job, with one exception the runner makes too (§5's anonymous retry): ZeroGPU's quota error
 event before any output (errors.ZeroGpuRefused) means the app refused to run the prompt at all.
 Any other quota error after acceptance (an HTTP 429 on the event stream) goes to the client.
+
+A quota cooldown is the caller's: ZeroGPU counts quota per account, so when one key's token
+runs out the Space still serves the others. It is kept by the hash of the credential
+(anonymous callers share one, as do all who spend the operator's HF_TOKEN). A Space that
+cannot serve anyone (unavailable, unreachable, timing out) cools down for everyone.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from typing import Any, Callable
 
 from prometheus_client import Counter, Gauge
 
+from ..credentials import Credential
 from ..errors import UpstreamError, UpstreamQuota, UpstreamTimeout, UpstreamUnavailable, ZeroGpuRefused
 from ..registry import Model
 from ..shared_state import Cooldown, SharedState
@@ -36,10 +42,15 @@ COOLING = Gauge("gateway_pool_cooldown_seconds", "Seconds left of each pool memb
 
 
 class Pools:
-    """Runs a pooled model's job on its members in turn; the cooldowns live in SharedState."""
+    """Runs a pooled model's job on its members in turn; the cooldowns live in SharedState.
 
-    def __init__(self, shared: SharedState) -> None:
+    `default` is the credential of a request without a token of its own: whose quota
+    cooldowns /metrics and `models check` show.
+    """
+
+    def __init__(self, shared: SharedState, default: Credential | None = None) -> None:
         self.shared = shared
+        self.default = default or Credential()
         self._turns: dict[str, itertools.count[int]] = {}     # balance: round robin per model, per process
 
     def order(self, model: Model) -> list[str]:
@@ -49,13 +60,14 @@ class Pools:
             members = members[start:] + members[:start]
         return members
 
-    def execute(self, run: Any, model: Model, attempt: Callable[[Model], None]) -> None:
-        """attempt(member model) on each available member until one answers."""
+    def execute(self, run: Any, model: Model, credential: Credential, attempt: Callable[[Model], None]) -> None:
+        """attempt(member model) on each member available to the credential until one answers."""
         if not model.spaces:
             attempt(model)
             return
         members = self.order(model)
-        cooling, struck = self.shared.cooling(members)
+        holder = credential.fingerprint
+        cooling, struck = self.shared.cooling(members, holder)
         for member in members:
             if member in cooling:
                 continue
@@ -64,10 +76,10 @@ class Pools:
             except (UpstreamQuota, UpstreamUnavailable, UpstreamTimeout) as exc:
                 if not self._may_move_on(run, exc):
                     raise
-                cooling[member] = self._cool(model, member, exc)
+                cooling[member] = self._cool(model, member, exc, holder)
                 continue
             if member in struck:
-                self.shared.forgive(member)
+                self.shared.forgive(member, holder)
             return
         raise all_cooling(model, cooling)
 
@@ -77,17 +89,22 @@ class Pools:
             return False
         return not run.accepted or isinstance(exc, ZeroGpuRefused)
 
-    def _cool(self, model: Model, member: str, exc: UpstreamError) -> Cooldown:
-        reason = "quota" if isinstance(exc, UpstreamQuota) else "unavailable"
+    def _cool(self, model: Model, member: str, exc: UpstreamError, holder: str) -> Cooldown:
+        quota = isinstance(exc, UpstreamQuota)
+        reason = "quota" if quota else "unavailable"
         asked = exc.asked_wait if isinstance(exc, UpstreamUnreachable) else exc.retry_after
-        cooldown = self.shared.cool(member, asked, reason, base=COOL_BASE, cap=COOL_CAP)
+        cooldown = self.shared.cool(member, asked, reason, base=COOL_BASE, cap=COOL_CAP,
+                                    holder=holder if quota else None)
         COOLDOWNS.labels(model.id, member, reason).inc()
         log.warning("pool %s: %s cools down for %.0fs (%s: %s); trying the next Space", model.id, member,
                     cooldown.remaining, reason, exc.message[:200])
         return cooldown
 
-    def cooldowns(self, model: Model) -> dict[str, Cooldown]:
-        return self.shared.cooling(list(model.members))[0] if model.spaces else {}
+    def cooldowns(self, model: Model, credential: Credential | None = None) -> dict[str, Cooldown]:
+        """The members cooling down for the credential (the default one unless given)."""
+        if not model.spaces:
+            return {}
+        return self.shared.cooling(list(model.members), (credential or self.default).fingerprint)[0]
 
     def publish(self, models: Any) -> None:
         """Set the cooldown gauge of every pool member (called when /metrics is scraped)."""

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ..config import Settings
-from ..credentials import Credential
+from ..credentials import Credential, resolve as resolve_credential
 from ..errors import (GatewayError, ModelNotFound, SpaceNotFound, UpstreamApiChanged, UpstreamError,
                       UpstreamQuota, UpstreamTimeout, UpstreamUnauthorized, ZeroGpuRefused)
 from ..registry import ANY_SPACE, Model
@@ -87,7 +87,8 @@ class Upstream:
 
     def __init__(self, settings: Settings, shared: SharedState | None = None) -> None:
         self.settings = settings
-        self.pools = Pools(shared or SharedState())     # a pooled model's members and their cooldowns
+        # A pooled model's members and their cooldowns, shown as a request without a token sees them.
+        self.pools = Pools(shared or SharedState(), resolve_credential({}, settings))
         self.session = make_session(settings)
         # Images come from hosts users name: their own pools, which connect to public addresses only.
         self.image_session = (make_session(settings) if settings.allow_private_image_urls
@@ -107,7 +108,7 @@ class Upstream:
     def _execute_redacted(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
         """An app that echoes the credential it got (in an error event or body) must not put it in ours."""
         try:
-            self.pools.execute(run, model, lambda member: self._execute(run, member, chat, credential))
+            self.pools.execute(run, model, credential, lambda member: self._execute(run, member, chat, credential))
         except GatewayError as exc:
             raise exc.redact(credential.token, credential.ip_token)
 
