@@ -3,14 +3,20 @@ ALLOW_ANY_SPACE; through Flask's test client, stand-in Spaces resolved by a stan
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 import yaml
 
 from gateway import create_app
+from tests.conftest import Gunicorn
 from tests.fixtures_upstream import chat
+from tests.redis_server import RedisServer
 from tests.standins.faulty import Fault, FaultyGradio
 from tests.standins.hub import Space, StandInHub
 
@@ -154,6 +160,49 @@ def test_models_check_shows_each_members_cooldown(pooled: Any, pool_apps: Faulty
     out = app.test_cli_runner().invoke(args=["models", "check"]).output
     assert "failover member team/pool-one: cooling down" in out and "(quota)" in out
     assert "failover member team/pool-two: available" in out
+
+
+def test_models_check_fails_a_pool_whose_second_member_does_not_map(pooled: Any) -> None:
+    app, _ = pooled({"m": {"spaces": ["team/pool-one", "http://127.0.0.1:9/"]}})
+    result = app.test_cli_runner().invoke(args=["models", "check"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL  m: 1 of 2 Spaces do not map" in result.output
+    assert "failover member team/pool-one: available\n" in result.output
+    assert "failover member http://127.0.0.1:9/: available; FAIL: The Gradio app is unreachable" in result.output
+
+
+def test_models_check_shows_the_cooldowns_gunicorn_workers_set_only_through_redis(
+        pool_apps: FaultyGradio, tmp_path: Path) -> None:
+    """`models check` is a process of its own: a worker's cooldown reaches it through REDIS_URL."""
+    one, two = pool_apps.apps["pool-one"].url, pool_apps.apps["pool-two"].url
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": {"m": {"spaces": [one, two]}}}))
+    redis = RedisServer()
+    gateway = None
+    try:
+        redis.start()
+        env = {"MODELS_FILE": str(tmp_path / "models.yaml"), "BUILTIN_MODELS": "false", "REDIS_URL": redis.url,
+               **TIMEOUTS}
+        gateway = Gunicorn(env, workers=2).wait_ready(60)
+        pool_apps.apps["pool-one"].inject(Fault("status", status=429, retry_after="120"))
+        resp = requests.post(gateway.url + "/v1/chat/completions", json=chat(model="m"), timeout=30)
+        assert resp.status_code == 200, resp.text
+
+        def check(**extra: str) -> str:
+            result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "models", "check"],
+                                    cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **env, **extra},
+                                    capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stdout + result.stderr
+            return result.stdout
+        shared = check()
+        assert f"failover member {one}: cooling down 1" in shared and "s more (quota)" in shared
+        assert f"failover member {two}: available" in shared
+        alone = check(REDIS_URL="")
+        assert "without REDIS_URL each worker keeps its own" in alone
+        assert f"failover member {one}: available" in alone
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        redis.stop()
 
 
 @pytest.mark.parametrize("models, message", [

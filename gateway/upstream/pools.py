@@ -127,8 +127,14 @@ def all_cooling(model: Model, cooling: dict[str, Cooldown]) -> UpstreamError:
     return UpstreamUnavailable(message, retry_after=wait)
 
 
-def pool_lines(pools: Pools, model: Model) -> list[str]:
-    """For `models check`: each member of a pool and whether it is cooling down."""
+def member_models(model: Model) -> list[Model]:
+    """A model as each of its Spaces serves it: one per member of a pool, else the model itself."""
+    return [replace(model, space=member, spaces=()) for member in model.spaces] or [model]
+
+
+def pool_lines(pools: Pools, model: Model, problems: dict[str, list[str]]) -> list[str]:
+    """For `models check`: each member of a pool, whether it is cooling down, and what keeps a
+    member from mapping (`problems`, by member)."""
     if not model.spaces:
         return []
     cooling = pools.cooldowns(model)
@@ -136,5 +142,7 @@ def pool_lines(pools: Pools, model: Model) -> list[str]:
     for member in model.members:
         c = cooling.get(member)
         state = f"cooling down {math.ceil(c.remaining)}s more ({c.reason})" if c else "available"
+        if problems.get(member):
+            state += f"; FAIL: {'; '.join(problems[member])}"
         lines.append(f"      {model.strategy} member {member}: {state}")
     return lines
