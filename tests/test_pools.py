@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -316,3 +317,43 @@ def test_a_quota_cooldown_is_the_credentials_own_and_does_not_divert_other_keys(
     assert cooldowns(app, "m") == {}            # nor is it cooling for a request without a token
     shared = app.extensions["gradio_chat_gateway"].shared
     assert not any("hf_token_of_key" in name for name in shared._local.cooldowns)     # a hash, never the token
+
+
+SHORT = {"UPSTREAM_CONNECT_TIMEOUT": "1", "UPSTREAM_IDLE_TIMEOUT": "1", "UPSTREAM_TOTAL_TIMEOUT": "20"}
+
+
+def test_a_space_that_hangs_before_it_accepted_the_job_is_passed_over(pooled: Any, pool_apps: FaultyGradio) -> None:
+    app, client = pooled({"m": pool("pool-one", "pool-two")}, **SHORT)
+    pool_apps.apps["pool-one"].inject(Fault("hang", at="call"))          # the POST /call never answers
+    resp = client.post("/v1/chat/completions", json=chat(model="m"))
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["choices"][0]["message"]["content"] == "word0 word1 word2"
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 1)
+    assert cooldowns(app, "m")["team/pool-one"].reason == "unavailable"
+
+
+def test_a_space_that_hangs_after_it_accepted_the_job_is_not_run_again_elsewhere(
+        pooled: Any, pool_apps: FaultyGradio) -> None:
+    _, client = pooled({"m": pool("pool-one", "pool-two")}, **SHORT)
+    pool_apps.apps["pool-one"].inject(Fault("hang", at="events"))        # an event id, then silence
+    resp = client.post("/v1/chat/completions", json=chat(model="m"))
+    assert resp.status_code == 504, resp.get_json()
+    assert resp.get_json()["error"]["code"] == "upstream_timeout"
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 0)
+
+
+def test_a_space_in_a_runtime_error_is_passed_over_for_longer_each_time(
+        pooled: Any, pool_apps: FaultyGradio, hub: StandInHub) -> None:
+    app, client = pooled({"m": pool("pool-one", "pool-two")}, stages={"pool-one": ["RUNTIME_ERROR"]})
+    assert client.post("/v1/chat/completions", json=chat(model="m")).status_code == 200
+    first = cooldowns(app, "m")["team/pool-one"]
+    assert first.reason == "unavailable" and 4 < first.remaining <= 5         # no Retry-After: 5 s
+    deadline = time.monotonic() + 30
+    while "team/pool-one" in cooldowns(app, "m"):                              # its first cooldown ends
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.post("/v1/chat/completions", json=chat(model="m")).status_code == 200
+    assert hub.lookups_of("team/pool-one") == 2 and calls(pool_apps, "pool-one") == 0
+    second = cooldowns(app, "m")["team/pool-one"]
+    assert 9 < second.remaining <= 10                                          # then 10 s
+    assert calls(pool_apps, "pool-two") == 2

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from prometheus_client import Counter, Gauge
 
+from ..concurrency import call_later
 from ..credentials import Credential
 from ..errors import UpstreamError, UpstreamQuota, UpstreamTimeout, UpstreamUnavailable, ZeroGpuRefused
 from ..registry import Model
@@ -68,16 +69,21 @@ class Pools:
         members = self.order(model)
         holder = credential.fingerprint
         cooling, struck = self.shared.cooling(members, holder)
-        for member in members:
+        for i, member in enumerate(members):
             if member in cooling:
                 continue
+            last = all(m in cooling for m in members[i + 1:])
+            stop = (lambda: None) if last else keep_waiting(run)
             try:
                 attempt(replace(model, space=member, spaces=()))
             except (UpstreamQuota, UpstreamUnavailable, UpstreamTimeout) as exc:
                 if not self._may_move_on(run, exc):
                     raise
                 cooling[member] = self._cool(model, member, exc, holder)
+                run.tick()                  # the next member has UPSTREAM_IDLE_TIMEOUT of its own
                 continue
+            finally:
+                stop()
             if member in struck:
                 self.shared.forgive(member, holder)
             return
@@ -114,6 +120,32 @@ class Pools:
                 for member in model.members:
                     COOLING.labels(model.id, member).set(round(cooling[member].remaining, 1)
                                                          if member in cooling else 0)
+
+
+def keep_waiting(run: Any) -> Callable[[], None]:
+    """Keep the run's idle timer from firing until the member accepts the job; returns the stop.
+
+    The consumer ends a run after UPSTREAM_IDLE_TIMEOUT without a sign of life, a second before
+    the member's own read timeout: a Space that hangs before it accepted the job would end the
+    whole request in a 504. While another member is left, the pool waits for the member's
+    timeout instead and then moves on; the total deadline still bounds it all.
+    """
+    stopped = False
+    cancel: Callable[[], None] = lambda: None
+
+    def tick() -> None:                 # in the event loop under gevent: must not block
+        nonlocal cancel
+        if stopped or run.accepted or run.closed:
+            return
+        run.tick()
+        cancel = call_later(run.idle / 2, tick)
+
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        cancel()
+    tick()
+    return stop
 
 
 def all_cooling(model: Model, cooling: dict[str, Cooldown]) -> UpstreamError:
