@@ -332,6 +332,23 @@ def test_a_space_that_hangs_before_it_accepted_the_job_is_passed_over(pooled: An
     assert cooldowns(app, "m")["team/pool-one"].reason == "unavailable"
 
 
+def test_a_space_that_hangs_before_it_accepted_the_job_is_passed_over_by_gevent_workers(
+        pool_apps: FaultyGradio, tmp_path: Path) -> None:
+    """The same through gunicorn, where the run is kept alive by a timer of gevent's loop."""
+    one, two = pool_apps.apps["pool-one"].url, pool_apps.apps["pool-two"].url
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": {"m": {"spaces": [one, two]}}}))
+    gateway = Gunicorn({"MODELS_FILE": str(tmp_path / "models.yaml"), "BUILTIN_MODELS": "false", **TIMEOUTS,
+                        **SHORT})
+    try:
+        gateway.wait_ready(60)
+        pool_apps.apps["pool-one"].inject(Fault("hang", at="call"))
+        resp = requests.post(gateway.url + "/v1/chat/completions", json=chat(model="m", stream=True), timeout=30)
+        assert resp.status_code == 200 and "word0" in resp.text and '"error"' not in resp.text, resp.text
+        assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 1)
+    finally:
+        gateway.stop()
+
+
 def test_a_space_that_hangs_after_it_accepted_the_job_is_not_run_again_elsewhere(
         pooled: Any, pool_apps: FaultyGradio) -> None:
     _, client = pooled({"m": pool("pool-one", "pool-two")}, **SHORT)
