@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from . import credentials
 from .config import Settings
 from .errors import GatewayError, ModelNotFound
+from .http import current_exchange
 from .keys import Key, KeyRing
 from .payloads import usage
 from .shared_state import SharedState, Window
@@ -44,6 +45,9 @@ def authenticate(headers: Mapping[str, str], settings: Settings, ring: KeyRing) 
         return None
     key = ring.find(credentials.bearer(headers))
     g.gateway_key = key
+    exchange = current_exchange()
+    if exchange is not None:
+        exchange.key = key.name              # the access line names the key
     return key
 
 

@@ -21,7 +21,7 @@ from .schemas import FLAGS, SPACE_ID, SPACE_URL, ChatRequest, Message, space_pag
 from .upstream.detect import FLAG_INPUTS, describe, history_format, missing_flag_names, takes_files
 from .upstream.diagnose import NotAGradioApp, gradio_config
 from .upstream.mapping import Plan, build_plan
-from .upstream.pools import pool_lines
+from .upstream.pools import member_models, pool_lines
 from .upstream.protocol import Gradio
 
 models_cli = AppGroup("models", help="Inspect how the gateway maps models onto their Gradio apps.")
@@ -225,14 +225,22 @@ def probe_command(space: str, api_name: str | None, flags: str | None, model_id:
 
 @models_cli.command("check")
 def check_command() -> None:
-    """Probe every configured model; exit 1 if any does not map cleanly."""
+    """Probe every configured model (each Space of a pool); exit 1 if any does not map cleanly."""
     registry = gateway_state().registry
+    pools = gateway_state().upstream.pools
     credential = operator_credential()
     click.echo(credential_line(credential))
+    if any(model.spaces for model in registry) and not pools.shared.remote:
+        click.echo("Cooldowns: without REDIS_URL each worker keeps its own, out of this command's sight")
     failed = 0
     for model in registry:
-        probe = probe_model(model, credential)
-        if probe.ok and probe.plan is not None:
+        probes = [probe_model(member, credential) for member in member_models(model)]
+        problems = {p.model.space: p.problems for p in probes if not p.ok}
+        probe = next((p for p in probes if p.ok), probes[0])
+        if model.spaces and problems:
+            failed += 1
+            click.echo(f"FAIL  {model.id}: {len(problems)} of {len(probes)} Spaces do not map")
+        elif probe.ok and probe.plan is not None:
             mapped = ", ".join(f"{role}={name}" for role, name in probe.plan.roles.items())
             plan = probe.plan
             streams = "streams" if plan.answer.generator else "does not stream"
@@ -241,7 +249,7 @@ def check_command() -> None:
         else:
             failed += 1
             click.echo(f"FAIL  {model.id}: {'; '.join(probe.problems)}")
-        for line in pool_lines(gateway_state().upstream.pools, model):
+        for line in pool_lines(pools, model, problems):
             click.echo(line)
     click.echo(f"{len(registry) - failed} of {len(registry)} models map cleanly.")
     if failed:

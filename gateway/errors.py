@@ -12,6 +12,7 @@ GatewayError                      500  server_error          internal_error
     ├── UpstreamUnauthorized      401  invalid_request_error upstream_unauthorized
     ├── SpaceNotFound             404  invalid_request_error space_not_found
     ├── UpstreamQuota             429  rate_limit_exceeded   upstream_quota_exceeded
+    │   └── ZeroGpuRefused        429  (the app ran nothing: another Space may run the prompt)
     ├── UpstreamUnavailable       503  upstream_unavailable  upstream_unavailable
     ├── UpstreamTimeout           504  upstream_timeout      upstream_timeout
     └── UpstreamApiChanged        502  (retried once with fresh metadata first)
@@ -132,6 +133,12 @@ class UpstreamQuota(UpstreamError):
     type = "rate_limit_exceeded"
     code = "upstream_quota_exceeded"
     default_message = "The upstream quota is exceeded."
+
+
+class ZeroGpuRefused(UpstreamQuota):
+    """ZeroGPU's quota error event: the app took the job but refused to run it for the caller's
+    quota, so the prompt ran nowhere. The one quota error after acceptance that a pool may pass
+    to its next Space; any other (an HTTP 429 on the event stream) may come from a running job."""
 
 
 class UpstreamUnavailable(UpstreamError):

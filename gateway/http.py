@@ -129,6 +129,10 @@ def gateway_state(app: Flask | None = None) -> Any:
 
 # ---------------------------------------------------------------- CORS
 
+# What a page of an allowed origin may read: the request id, when to retry, and a key's windows.
+EXPOSED_HEADERS = ", ".join(["X-Request-Id", "Retry-After"] + [
+    f"x-ratelimit-{part}-{what}" for what in ("requests", "tokens") for part in ("limit", "remaining", "reset")])
+
 
 def add_cors_headers(response: Any, origins: tuple[str, ...]) -> Any:
     """CORS_ORIGINS: let the listed browser origins (or "*") call the API, preflights included."""
@@ -138,7 +142,7 @@ def add_cors_headers(response: Any, origins: tuple[str, ...]) -> Any:
     headers = response.headers
     headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
     headers.add("Vary", "Origin")
-    headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After"
+    headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
         headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         # Browser SDKs add headers of their own (openai's x-stainless-*): allow what is asked for.
@@ -162,6 +166,7 @@ class Exchange:
     started: float = field(default_factory=time.monotonic)
     model: str | None = None
     requested_model: str | None = None     # what the client asked for, even when it does not exist
+    key: str | None = None                  # the gateway key's name (KEYS_FILE), never the key
     upstream: str | None = None
     stream: bool = False
     run: Any = None
@@ -271,7 +276,7 @@ def _record(ex: Exchange, status: int, streaming: bool) -> None:
     if not access_logged():
         return
     log_access({"request_id": ex.request_id, "method": ex.method, "path": ex.path,
-                "model": ex.model or ex.requested_model,
+                "model": ex.model or ex.requested_model, "key": ex.key,
                 "status": status, "stream": ex.stream, "duration_ms": _ms(now - ex.started),
                 "ttft_ms": _ms(ttft), "upstream": ex.upstream,
                 "error": ex.error.code if ex.error is not None else None})

@@ -54,7 +54,10 @@ class Registry:
         except KeyError:
             if self.allow_any_space and model_id.startswith(ANY_SPACE) and SPACE_ID.match(model_id[3:]):
                 # ALLOW_ANY_SPACE: a public Space mapped on the fly; its host comes from the Hub.
-                return Model(id=model_id, space=model_id[3:], owned_by="huggingface")
+                # Its space keeps the prefix: the Hub lookup then shows it public Spaces only
+                # (Upstream._space_host), and its metadata has cache entries of its own, apart
+                # from those of a configured model of the same (perhaps private) Space.
+                return Model(id=model_id, space=model_id, owned_by="huggingface")
             shown = model_id if len(model_id) <= 200 else model_id[:200] + "..."   # never echo a huge id
             raise ModelNotFound(f"The model '{shown}' does not exist.", param="model") from None
 

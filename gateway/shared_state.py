@@ -12,6 +12,11 @@ redis-py, or over its MemoryStorage locally. Two things it has no primitive for 
 written here: concurrent-stream leases (a sorted set of leases that expire on their own,
 so a crashed instance's streams do not hold a key's slots forever) and Space cooldowns
 (a value with a TTL plus a strike counter that makes cooldowns grow).
+
+A cooldown is a Space's own when the Space cannot serve anyone (paused, building, down), and
+a Space's for one credential when that credential ran out of quota there (ZeroGPU counts
+per account): `holder` names the credential by its hash (Credential.fingerprint), never the
+token itself.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ PREFIX = "gcg"
 RETRY_EVERY = 1.0           # seconds between attempts to reach Redis again after a failure
 REDIS_TIMEOUT = 0.5         # seconds: a hung Redis costs a request at most this, once per RETRY_EVERY
 STRIKES_TTL = 3600          # a Space's strikes (for growing cooldowns) are forgotten after an hour
+LOCAL_CELLS = 4096          # cooldowns and strikes one process keeps (one per Space, or Space and holder)
 
 # "Down" rather than "up": a process that imports this module and never uses it (gunicorn's
 # configuration check) leaves a 0 behind, which a max ignores and a min would not.
@@ -62,7 +68,7 @@ class Cooldown:
 
     space: str
     until: float
-    reason: str             # "quota" or "unavailable"
+    reason: str             # "quota" (for the caller's credential) or "unavailable" (for everyone)
 
     @property
     def remaining(self) -> float:
@@ -88,8 +94,14 @@ class Window:
     allowed: bool = True
 
 
+def cell(space: str, holder: str | None = None) -> str:
+    """What a cooldown and its strikes are kept under: the Space, or the Space for one holder
+    (Space ids and URLs have no blank in them)."""
+    return space if holder is None else f"{space} {holder}"
+
+
 class _Local:
-    """The in-process half: leases and cooldowns for one worker."""
+    """The in-process half: leases and cooldowns for one worker, at most LOCAL_CELLS of each."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -112,29 +124,44 @@ class _Local:
         with self.lock:
             self.leases.get(key, {}).pop(member, None)
 
-    def strike(self, space: str) -> int:
+    def strike(self, name: str) -> int:
         now = time.time()
         with self.lock:
-            count, at = self.strikes.get(space, (0, now))
+            count, at = self.strikes.pop(name, (0, now))
             count = 1 if now - at > STRIKES_TTL else count + 1
-            self.strikes[space] = (count, now)
+            self.strikes[name] = (count, now)             # the latest last: the oldest go first
+            _bound(self.strikes, lambda v: now - v[1] > STRIKES_TTL)
             return count
 
-    def cool(self, space: str, until: float, reason: str) -> None:
-        with self.lock:
-            self.cooldowns[space] = (until, reason)
-
-    def forgive(self, space: str) -> None:
-        with self.lock:
-            self.strikes.pop(space, None)
-            self.cooldowns.pop(space, None)
-
-    def cooling(self, spaces: list[str]) -> tuple[dict[str, Cooldown], set[str]]:
+    def cool(self, name: str, until: float, reason: str) -> None:
         now = time.time()
         with self.lock:
-            return ({s: Cooldown(s, *self.cooldowns[s]) for s in spaces
-                     if s in self.cooldowns and self.cooldowns[s][0] > now},
-                    {s for s in spaces if s in self.strikes})
+            self.cooldowns.pop(name, None)
+            self.cooldowns[name] = (until, reason)
+            _bound(self.cooldowns, lambda v: v[0] <= now)
+
+    def forgive(self, names: list[str]) -> None:
+        with self.lock:
+            for name in names:
+                self.strikes.pop(name, None)
+                self.cooldowns.pop(name, None)
+
+    def cooling(self, names: list[str]) -> tuple[list[tuple[float, str] | None], list[bool]]:
+        now = time.time()
+        with self.lock:
+            return ([c if (c := self.cooldowns.get(n)) is not None and c[0] > now else None for n in names],
+                    [n in self.strikes for n in names])
+
+
+def _bound(table: dict[str, Any], stale: Callable[[Any], bool]) -> None:
+    """Keep a table within LOCAL_CELLS: the stale entries go first, then the oldest. Each
+    credential that ran out of quota somewhere adds one, so callers must not grow it forever."""
+    if len(table) <= LOCAL_CELLS:
+        return
+    for name in [n for n, v in table.items() if stale(v)]:
+        del table[name]
+    while len(table) > LOCAL_CELLS:
+        del table[next(iter(table))]
 
 
 class SharedState:
@@ -256,49 +283,62 @@ class SharedState:
 
     # ------------------------------------------------------------ Space cooldowns
 
-    def cool(self, space: str, seconds: float | None, reason: str, *, base: float, cap: float) -> Cooldown:
-        """Put a Space in a cooldown: `seconds` when it said, else growing with each strike."""
+    def cool(self, space: str, seconds: float | None, reason: str, *, base: float, cap: float,
+             holder: str | None = None) -> Cooldown:
+        """Put a Space in a cooldown (for one holder only, when given): `seconds` when it said,
+        else growing with each strike."""
+        name = cell(space, holder)
+
         def duration(strikes: int) -> float:
             return float(seconds) if seconds else min(cap, base * 2 ** (strikes - 1))
 
         def remote() -> Cooldown:
             assert self._redis is not None
             with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(f"{PREFIX}:strikes:{space}")
-                pipe.expire(f"{PREFIX}:strikes:{space}", STRIKES_TTL)
+                pipe.incr(f"{PREFIX}:strikes:{name}")
+                pipe.expire(f"{PREFIX}:strikes:{name}", STRIKES_TTL)
                 strikes = int(pipe.execute()[0])
             cooldown = Cooldown(space, time.time() + duration(strikes), reason)
-            self._redis.set(f"{PREFIX}:cool:{space}", json.dumps([cooldown.until, reason]),
+            self._redis.set(f"{PREFIX}:cool:{name}", json.dumps([cooldown.until, reason]),
                             px=max(1, int(duration(strikes) * 1000)))
             return cooldown
 
         def local() -> Cooldown:
-            cooldown = Cooldown(space, time.time() + duration(self._local.strike(space)), reason)
-            self._local.cool(space, cooldown.until, reason)
+            cooldown = Cooldown(space, time.time() + duration(self._local.strike(name)), reason)
+            self._local.cool(name, cooldown.until, reason)
             return cooldown
         return self._either(remote, local)[0]
 
-    def forgive(self, space: str) -> None:
-        """A Space answered: its strikes start again from nothing."""
+    def forgive(self, space: str, holder: str | None = None) -> None:
+        """A Space answered (the holder): its strikes start again from nothing."""
+        names = [cell(space)] + ([cell(space, holder)] if holder is not None else [])
+
         def remote() -> None:
             assert self._redis is not None
-            self._redis.delete(f"{PREFIX}:strikes:{space}", f"{PREFIX}:cool:{space}")
-        self._either(remote, lambda: self._local.forgive(space))
+            self._redis.delete(*(f"{PREFIX}:{kind}:{n}" for n in names for kind in ("strikes", "cool")))
+        self._either(remote, lambda: self._local.forgive(names))
 
-    def cooling(self, spaces: list[str]) -> tuple[dict[str, Cooldown], set[str]]:
-        """The Spaces among `spaces` cooling down now, and those with strikes (one round trip)."""
+    def cooling(self, spaces: list[str], holder: str | None = None) -> tuple[dict[str, Cooldown], set[str]]:
+        """The Spaces among `spaces` cooling down now (for everyone, or for the holder), and
+        those with strikes; one round trip."""
         if not spaces:
             return {}, set()
+        names = [cell(s) for s in spaces] + ([cell(s, holder) for s in spaces] if holder is not None else [])
 
-        def remote() -> tuple[dict[str, Cooldown], set[str]]:
+        def remote() -> tuple[list[tuple[float, str] | None], list[bool]]:
             assert self._redis is not None
-            keys = [f"{PREFIX}:cool:{s}" for s in spaces] + [f"{PREFIX}:strikes:{s}" for s in spaces]
-            values = self._redis.mget(keys)
-            found = {}
-            for space, raw in zip(spaces, values):
-                if raw:
-                    until, reason = json.loads(raw)
-                    if until > time.time():
-                        found[space] = Cooldown(space, float(until), str(reason))
-            return found, {s for s, raw in zip(spaces, values[len(spaces):]) if raw}
-        return self._either(remote, lambda: self._local.cooling(spaces))[0]
+            values = self._redis.mget([f"{PREFIX}:cool:{n}" for n in names] +
+                                      [f"{PREFIX}:strikes:{n}" for n in names])
+            now = time.time()
+            found: list[tuple[float, str] | None] = []
+            for raw in values[:len(names)]:
+                until, reason = json.loads(raw) if raw else (0.0, "")
+                found.append((float(until), str(reason)) if until > now else None)
+            return found, [bool(raw) for raw in values[len(names):]]
+        found, struck = self._either(remote, lambda: self._local.cooling(names))[0]
+        cooling: dict[str, Cooldown] = {}
+        for i, value in enumerate(found):
+            space = spaces[i % len(spaces)]
+            if value is not None and (space not in cooling or value[0] > cooling[space].until):
+                cooling[space] = Cooldown(space, *value)       # the later end where both are set
+        return cooling, {spaces[i % len(spaces)] for i, hit in enumerate(struck) if hit}

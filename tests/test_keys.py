@@ -3,6 +3,7 @@ metrics, through Flask's test client in front of the misbehaving stand-in (local
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,35 @@ def test_the_status_page_takes_keys_of_the_keys_file(keyed: Any) -> None:
     resp = client.get("/?part=models", headers={"Authorization": f"Bearer {TEAM_A}"})
     assert resp.status_code == 200 and "steady" in resp.get_data(as_text=True)
     assert "steady" not in client.get("/").get_data(as_text=True)      # nothing private without a key
+
+
+def test_the_access_line_names_the_key_never_the_key_itself(keyed: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client = keyed([{"name": "team-a", "key": TEAM_A, "requests_per_minute": 2}])
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
+        for rid, stream, status in (("key-line-1", True, 200), ("key-line-2", False, 200),
+                                    ("key-line-3", False, 429)):
+            resp = client.post("/v1/chat/completions", json=chat(model="steady", stream=stream),
+                               headers={"Authorization": f"Bearer {TEAM_A}", "X-Request-Id": rid})
+            assert resp.status_code == status
+            resp.get_data()
+            resp.close()
+        client.post("/v1/chat/completions", json=chat(model="steady"), headers={"X-Request-Id": "no-key"}).close()
+    lines = {r.access["request_id"]: r for r in caplog.records if r.name == "gateway.access"}
+    assert sorted(lines) == ["key-line-1", "key-line-2", "key-line-3", "no-key"]
+    assert all(lines[rid].access["key"] == "team-a" and " key=team-a " in lines[rid].getMessage()
+               for rid in ("key-line-1", "key-line-2", "key-line-3"))
+    assert lines["no-key"].access["status"] == 401 and lines["no-key"].access["key"] is None
+    assert TEAM_A not in caplog.text and sha(TEAM_A) not in caplog.text
+
+
+def test_a_browser_page_may_read_the_ratelimit_headers(keyed: Any) -> None:
+    origin = "https://chat.example.org"
+    client = keyed([{"name": "team-a", "key": TEAM_A, "requests_per_minute": 5, "tokens_per_day": 1000}],
+                   CORS_ORIGINS=origin)
+    resp = client.post("/v1/chat/completions", json=chat(model="steady"),
+                       headers={"Authorization": f"Bearer {TEAM_A}", "Origin": origin})
+    assert resp.status_code == 200 and resp.headers["Access-Control-Allow-Origin"] == origin
+    exposed = {h.strip().lower() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
+    sent = {h.lower() for h in resp.headers.keys() if h.lower().startswith("x-ratelimit-")}
+    assert len(sent) == 6 and sent <= exposed
+    assert {"x-request-id", "retry-after"} <= exposed

@@ -4,6 +4,7 @@ so each instance's two workers both take requests)."""
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ APPS = ("fleet-one", "fleet-two", "fleet-quota", "fleet-ok")
 # A 60/minute limit in Redis is a Lua moving window: every hit is counted atomically, so across all
 # six workers exactly 60 pass within one minute. Stated tolerance: 0 (the run must take < 60 s).
 TOLERANCE = 0
+ACCESS_LINE = re.compile(r"\[(?P<pid>\d+)\] gateway\.access: request_id=(?P<id>\S+)")
 
 
 class Fleet:
@@ -41,6 +43,16 @@ class Fleet:
         # No session: a new connection each time, taken by whichever worker accepts it first.
         return requests.post((url or self.next_url()) + "/v1/chat/completions", json=chat(model=model, **extra),
                              headers={"Authorization": f"Bearer {key}", "Connection": "close"}, timeout=30)
+
+    def worker_pids(self, request_ids: set[str]) -> set[int]:
+        """The worker processes (by pid, from their access lines) that answered these requests."""
+        pids = set()
+        for gateway in self.gateways:
+            for line in gateway.output().splitlines():
+                found = ACCESS_LINE.search(line)
+                if found and found.group("id") in request_ids:
+                    pids.add(int(found.group("pid")))
+        return pids
 
     def calls(self, app: str) -> int:
         return sum(1 for s in self.faulty.requests_to(app)
@@ -112,6 +124,8 @@ def test_a_60_per_minute_key_allows_60_across_three_instances_of_two_workers(fre
                for r in refused)
     assert all(r.headers["x-ratelimit-limit-requests"] == "60" for r in answers)
     assert fresh.calls("steady") == 60                       # the refused ones never went upstream
+    # All six workers took part: the limit held across them, not within one that took everything.
+    assert len(fresh.worker_pids({r.headers["X-Request-Id"] for r in answers})) == INSTANCES * WORKERS
 
 
 def test_a_cooldown_set_through_one_instance_is_honoured_by_the_others(fresh: Fleet) -> None:
@@ -143,7 +157,8 @@ def test_a_pool_of_three_through_gunicorn_with_the_openai_sdk(fresh: Fleet) -> N
     assert fresh.calls("fleet-quota") == 1 and fresh.calls("fleet-ok") == 2
     assert fresh.hub.lookups_of("fleet/paused") == 1          # instance 1 knew it was paused
     cooling = {k.decode() for k in fresh.redis.client().keys("gcg:cool:*")}
-    assert cooling == {"gcg:cool:fleet/quota", "gcg:cool:fleet/paused"}
+    # Out of quota for anonymous callers (OPEN_KEY has no token); paused for everyone.
+    assert cooling == {"gcg:cool:fleet/quota anonymous", "gcg:cool:fleet/paused"}
 
 
 def test_redis_round_trips_per_request(fresh: Fleet) -> None:

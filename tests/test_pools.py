@@ -3,14 +3,21 @@ ALLOW_ANY_SPACE; through Flask's test client, stand-in Spaces resolved by a stan
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import time
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 import yaml
 
 from gateway import create_app
+from tests.conftest import Gunicorn
 from tests.fixtures_upstream import chat
+from tests.redis_server import RedisServer
 from tests.standins.faulty import Fault, FaultyGradio
 from tests.standins.hub import Space, StandInHub
 
@@ -156,6 +163,49 @@ def test_models_check_shows_each_members_cooldown(pooled: Any, pool_apps: Faulty
     assert "failover member team/pool-two: available" in out
 
 
+def test_models_check_fails_a_pool_whose_second_member_does_not_map(pooled: Any) -> None:
+    app, _ = pooled({"m": {"spaces": ["team/pool-one", "http://127.0.0.1:9/"]}})
+    result = app.test_cli_runner().invoke(args=["models", "check"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL  m: 1 of 2 Spaces do not map" in result.output
+    assert "failover member team/pool-one: available\n" in result.output
+    assert "failover member http://127.0.0.1:9/: available; FAIL: The Gradio app is unreachable" in result.output
+
+
+def test_models_check_shows_the_cooldowns_gunicorn_workers_set_only_through_redis(
+        pool_apps: FaultyGradio, tmp_path: Path) -> None:
+    """`models check` is a process of its own: a worker's cooldown reaches it through REDIS_URL."""
+    one, two = pool_apps.apps["pool-one"].url, pool_apps.apps["pool-two"].url
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": {"m": {"spaces": [one, two]}}}))
+    redis = RedisServer()
+    gateway = None
+    try:
+        redis.start()
+        env = {"MODELS_FILE": str(tmp_path / "models.yaml"), "BUILTIN_MODELS": "false", "REDIS_URL": redis.url,
+               **TIMEOUTS}
+        gateway = Gunicorn(env, workers=2).wait_ready(60)
+        pool_apps.apps["pool-one"].inject(Fault("status", status=429, retry_after="120"))
+        resp = requests.post(gateway.url + "/v1/chat/completions", json=chat(model="m"), timeout=30)
+        assert resp.status_code == 200, resp.text
+
+        def check(**extra: str) -> str:
+            result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "models", "check"],
+                                    cwd=Path(__file__).resolve().parent.parent, env={**os.environ, **env, **extra},
+                                    capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stdout + result.stderr
+            return result.stdout
+        shared = check()
+        assert f"failover member {one}: cooling down 1" in shared and "s more (quota)" in shared
+        assert f"failover member {two}: available" in shared
+        alone = check(REDIS_URL="")
+        assert "without REDIS_URL each worker keeps its own" in alone
+        assert f"failover member {one}: available" in alone
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        redis.stop()
+
+
 @pytest.mark.parametrize("models, message", [
     ({"m": {"space": "a/b", "spaces": ["a/b"]}}, "m.space: give exactly one of space and spaces"),
     ({"m": {"spaces": []}}, "m.spaces: must name at least one Space"),
@@ -205,3 +255,122 @@ def test_a_zerogpu_quota_error_before_any_output_moves_on_though_the_job_was_acc
         assert cooling.reason == "quota" and 175 < cooling.remaining <= 180        # its own "Try again in"
     finally:
         out_of_quota.stop()
+
+
+def test_a_429_on_the_event_stream_of_an_accepted_job_is_not_run_again_elsewhere(
+        pooled: Any, pool_apps: FaultyGradio) -> None:
+    """The app gave the job an event id: a 429 on its event stream may come from a running job."""
+    _, client = pooled({"m": pool("pool-one", "pool-two")})
+    pool_apps.apps["pool-one"].inject(Fault("status", status=429, retry_after="60", at="events"))
+    resp = client.post("/v1/chat/completions", json=chat(model="m"))
+    assert resp.status_code == 429, resp.get_json()
+    assert resp.get_json()["error"]["code"] == "upstream_quota_exceeded"
+    assert calls(pool_apps, "pool-one") == 1 and calls(pool_apps, "pool-two") == 0
+
+
+def test_any_space_behind_keys_never_opens_a_private_space_with_the_operators_token(
+        pooled: Any, pool_apps: FaultyGradio, hub: StandInHub) -> None:
+    """ALLOW_ANY_SPACE maps public Spaces: the operator's HF_TOKEN (what keyed callers spend) is
+    not shown to the Hub for `hf:`; a caller's own X-HF-Token opens what it may see."""
+    hub.valid_tokens |= {"hf_operator_secret", "hf_callers_own"}
+    _, client = pooled({"m": pool("pool-one")}, ALLOW_ANY_SPACE="true", GATEWAY_API_KEYS="sk-gateway-key-1",
+                       HF_TOKEN="hf_operator_secret")
+    hub.spaces["ops/internal"] = Space(pool_apps.apps["pool-three"].url, token="hf_operator_secret")
+    hub.spaces["me/mine"] = Space(pool_apps.apps["pool-three"].url, token="hf_callers_own")
+    keyed = {"Authorization": "Bearer sk-gateway-key-1"}
+    for _ in range(2):                      # the second time past the cache's note that it is private
+        resp = client.post("/v1/chat/completions", json=chat(model="hf:ops/internal"), headers=keyed)
+        assert resp.status_code == 404, resp.get_json()
+        assert resp.get_json()["error"]["code"] == "model_not_found"
+        assert resp.get_json()["error"]["param"] == "model"
+    assert hub.lookups_of("ops/internal") >= 2
+    assert {auth for sid, auth in hub.lookups if sid == "ops/internal"} == {None}
+    assert calls(pool_apps, "pool-three") == 0
+    # The caller's own token is theirs to spend: their private Space is reached with it.
+    resp = client.post("/v1/chat/completions", json=chat(model="hf:me/mine"),
+                       headers={**keyed, "X-HF-Token": "hf_callers_own"})
+    assert resp.status_code == 200, resp.get_json()
+    # A public Space is served to the keyed caller as before.
+    assert client.post("/v1/chat/completions", json=chat(model="hf:team/pool-two"), headers=keyed).status_code == 200
+
+
+def test_a_quota_cooldown_is_the_credentials_own_and_does_not_divert_other_keys(
+        pooled: Any, pool_apps: FaultyGradio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZeroGPU counts quota per account: key A's token running out leaves pool-one to key B."""
+    monkeypatch.setenv("A_HF", "hf_token_of_key_a")
+    monkeypatch.setenv("B_HF", "hf_token_of_key_b")
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(yaml.safe_dump({"keys": [{"name": "a", "key": "sk-key-a-0123456789", "hf_token": "env:A_HF"},
+                                             {"name": "b", "key": "sk-key-b-0123456789", "hf_token": "env:B_HF"}]}))
+    app, client = pooled({"m": pool("pool-one", "pool-two")}, KEYS_FILE=str(keys))
+
+    def ask(key: str) -> int:
+        return client.post("/v1/chat/completions", json=chat(model="m"),
+                           headers={"Authorization": f"Bearer sk-key-{key}-0123456789"}).status_code
+    pool_apps.apps["pool-one"].inject(Fault("status", status=429, retry_after="120"))
+    assert ask("a") == 200                                               # moved on to pool-two
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 1)
+    assert ask("b") == 200 and ask("b") == 200                           # pool-one serves b
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (3, 1)
+    assert ask("a") == 200                                               # a still skips it
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (3, 2)
+    assert cooldowns(app, "m") == {}            # nor is it cooling for a request without a token
+    shared = app.extensions["gradio_chat_gateway"].shared
+    assert not any("hf_token_of_key" in name for name in shared._local.cooldowns)     # a hash, never the token
+
+
+SHORT = {"UPSTREAM_CONNECT_TIMEOUT": "1", "UPSTREAM_IDLE_TIMEOUT": "1", "UPSTREAM_TOTAL_TIMEOUT": "20"}
+
+
+def test_a_space_that_hangs_before_it_accepted_the_job_is_passed_over(pooled: Any, pool_apps: FaultyGradio) -> None:
+    app, client = pooled({"m": pool("pool-one", "pool-two")}, **SHORT)
+    pool_apps.apps["pool-one"].inject(Fault("hang", at="call"))          # the POST /call never answers
+    resp = client.post("/v1/chat/completions", json=chat(model="m"))
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["choices"][0]["message"]["content"] == "word0 word1 word2"
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 1)
+    assert cooldowns(app, "m")["team/pool-one"].reason == "unavailable"
+
+
+def test_a_space_that_hangs_before_it_accepted_the_job_is_passed_over_by_gevent_workers(
+        pool_apps: FaultyGradio, tmp_path: Path) -> None:
+    """The same through gunicorn, where the run is kept alive by a timer of gevent's loop."""
+    one, two = pool_apps.apps["pool-one"].url, pool_apps.apps["pool-two"].url
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({"models": {"m": {"spaces": [one, two]}}}))
+    gateway = Gunicorn({"MODELS_FILE": str(tmp_path / "models.yaml"), "BUILTIN_MODELS": "false", **TIMEOUTS,
+                        **SHORT})
+    try:
+        gateway.wait_ready(60)
+        pool_apps.apps["pool-one"].inject(Fault("hang", at="call"))
+        resp = requests.post(gateway.url + "/v1/chat/completions", json=chat(model="m", stream=True), timeout=30)
+        assert resp.status_code == 200 and "word0" in resp.text and '"error"' not in resp.text, resp.text
+        assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 1)
+    finally:
+        gateway.stop()
+
+
+def test_a_space_that_hangs_after_it_accepted_the_job_is_not_run_again_elsewhere(
+        pooled: Any, pool_apps: FaultyGradio) -> None:
+    _, client = pooled({"m": pool("pool-one", "pool-two")}, **SHORT)
+    pool_apps.apps["pool-one"].inject(Fault("hang", at="events"))        # an event id, then silence
+    resp = client.post("/v1/chat/completions", json=chat(model="m"))
+    assert resp.status_code == 504, resp.get_json()
+    assert resp.get_json()["error"]["code"] == "upstream_timeout"
+    assert (calls(pool_apps, "pool-one"), calls(pool_apps, "pool-two")) == (1, 0)
+
+
+def test_a_space_in_a_runtime_error_is_passed_over_for_longer_each_time(
+        pooled: Any, pool_apps: FaultyGradio, hub: StandInHub) -> None:
+    app, client = pooled({"m": pool("pool-one", "pool-two")}, stages={"pool-one": ["RUNTIME_ERROR"]})
+    assert client.post("/v1/chat/completions", json=chat(model="m")).status_code == 200
+    first = cooldowns(app, "m")["team/pool-one"]
+    assert first.reason == "unavailable" and 4 < first.remaining <= 5         # no Retry-After: 5 s
+    deadline = time.monotonic() + 30
+    while "team/pool-one" in cooldowns(app, "m"):                              # its first cooldown ends
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.post("/v1/chat/completions", json=chat(model="m")).status_code == 200
+    assert hub.lookups_of("team/pool-one") == 2 and calls(pool_apps, "pool-one") == 0
+    second = cooldowns(app, "m")["team/pool-one"]
+    assert 9 < second.remaining <= 10                                          # then 10 s
+    assert calls(pool_apps, "pool-two") == 2

@@ -74,6 +74,29 @@ def test_a_cooldown_set_by_one_process_is_seen_by_another(redis_server: RedisSer
     assert a.cooling(["team/one"]) == ({}, set())
 
 
+def test_a_cooldown_for_one_holder_is_that_holders_only(redis_server: RedisServer) -> None:
+    a, b = SharedState(redis_server.url), SharedState(redis_server.url)
+    a.cool("team/one", 120, "quota", base=5, cap=300, holder="0123456789abcdef")
+    assert set(b.cooling(["team/one"], "0123456789abcdef")[0]) == {"team/one"}
+    assert b.cooling(["team/one"], "anonymous") == ({}, set())
+    a.cool("team/one", 30, "unavailable", base=5, cap=300)                 # for everyone
+    cooling, _ = b.cooling(["team/one"], "0123456789abcdef")
+    assert cooling["team/one"].reason == "quota"                          # the later of the two ends
+    assert b.cooling(["team/one"], "anonymous")[0]["team/one"].reason == "unavailable"
+    b.forgive("team/one", "0123456789abcdef")
+    assert a.cooling(["team/one"], "0123456789abcdef") == ({}, set())
+
+
+def test_local_cooldowns_are_bounded_however_many_holders_run_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_state, "LOCAL_CELLS", 50)
+    state = SharedState()
+    for i in range(500):
+        state.cool("team/one", 120, "quota", base=5, cap=300, holder=f"{i:016x}")
+    assert len(state._local.cooldowns) == 50 and len(state._local.strikes) == 50
+    assert set(state.cooling(["team/one"], f"{499:016x}")[0]) == {"team/one"}      # the newest are kept
+    assert state.cooling(["team/one"], f"{0:016x}") == ({}, set())
+
+
 def test_cooldowns_without_a_retry_after_grow_with_each_strike(redis_server: RedisServer) -> None:
     state = SharedState(redis_server.url)
     lengths = [round(state.cool("team/one", None, "unavailable", base=5, cap=30).remaining) for _ in range(5)]

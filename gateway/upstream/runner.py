@@ -10,10 +10,10 @@ import time
 from typing import Any
 
 from ..config import Settings
-from ..credentials import Credential
-from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQuota, UpstreamTimeout,
-                      UpstreamUnauthorized)
-from ..registry import Model
+from ..credentials import Credential, resolve as resolve_credential
+from ..errors import (GatewayError, ModelNotFound, SpaceNotFound, UpstreamApiChanged, UpstreamError,
+                      UpstreamQuota, UpstreamTimeout, UpstreamUnauthorized, ZeroGpuRefused)
+from ..registry import ANY_SPACE, Model
 from ..schemas import ChatRequest
 from ..shared_state import SharedState
 from .apps import App, load_app
@@ -58,8 +58,8 @@ def error_from_event(data: Any) -> GatewayError:
         title = "ZeroGPU quota exceeded"
     if title.lower().startswith("zerogpu"):
         text = str(message or title)
-        return UpstreamQuota(f"{title}: {text}" if message else title,
-                             retry_after=retry_after_from(text))
+        return ZeroGpuRefused(f"{title}: {text}" if message else title,
+                              retry_after=retry_after_from(text))
     if not message:
         # Gradio hides the message of its own input validation too: when the cached API is
         # stale, this is what a call with the old inputs gets. The runner checks the API.
@@ -87,7 +87,8 @@ class Upstream:
 
     def __init__(self, settings: Settings, shared: SharedState | None = None) -> None:
         self.settings = settings
-        self.pools = Pools(shared or SharedState())     # a pooled model's members and their cooldowns
+        # A pooled model's members and their cooldowns, shown as a request without a token sees them.
+        self.pools = Pools(shared or SharedState(), resolve_credential({}, settings))
         self.session = make_session(settings)
         # Images come from hosts users name: their own pools, which connect to public addresses only.
         self.image_session = (make_session(settings) if settings.allow_private_image_urls
@@ -107,7 +108,7 @@ class Upstream:
     def _execute_redacted(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
         """An app that echoes the credential it got (in an error event or body) must not put it in ours."""
         try:
-            self.pools.execute(run, model, lambda member: self._execute(run, member, chat, credential))
+            self.pools.execute(run, model, credential, lambda member: self._execute(run, member, chat, credential))
         except GatewayError as exc:
             raise exc.redact(credential.token, credential.ip_token)
 
@@ -206,10 +207,23 @@ class Upstream:
         return self.app_for(model, credential)
 
     def _space_host(self, space_id: str, credential: Credential, deadline: float | None) -> str:
+        # ALLOW_ANY_SPACE maps public Spaces (registry.ANY_SPACE): the Hub is asked anonymously
+        # unless the token is the caller's own, so a key's or the operator's token opens no
+        # private Space to whoever sends `hf:owner/name`.
+        withheld = space_id.startswith(ANY_SPACE) and bool(credential.token) and not credential.is_user_token
+        space_id = space_id.removeprefix(ANY_SPACE)
+        shown_to = credential.anonymous() if withheld else credential
+
         def lookup() -> Any:
-            return space_info(self.session, self.settings.hf_endpoint, space_id, credential,
+            return space_info(self.session, self.settings.hf_endpoint, space_id, shown_to,
                               (self.settings.connect_timeout, self.settings.hub_timeout))
-        info = lookup()
+        try:
+            info = lookup()
+        except (UpstreamUnauthorized, SpaceNotFound):
+            if withheld:
+                raise ModelNotFound(f"The model '{ANY_SPACE}{space_id}' does not exist: ALLOW_ANY_SPACE maps "
+                                    "public Spaces only.", param="model") from None
+            raise
         check_stage(info)
         if info.stage in SLEEPING:
             info = wait_awake(self.session, lookup, info,
