@@ -16,7 +16,7 @@ import yaml
 
 from gateway import create_app
 from tests.conftest import Gunicorn
-from tests.fixtures_upstream import chat
+from tests.fixtures_upstream import USER_TOKEN, chat
 from tests.redis_server import RedisServer
 from tests.standins.faulty import Fault, FaultyGradio
 from tests.standins.hub import Space, StandInHub
@@ -266,6 +266,17 @@ def test_a_429_on_the_event_stream_of_an_accepted_job_is_not_run_again_elsewhere
     assert resp.status_code == 429, resp.get_json()
     assert resp.get_json()["error"]["code"] == "upstream_quota_exceeded"
     assert calls(pool_apps, "pool-one") == 1 and calls(pool_apps, "pool-two") == 0
+
+
+def test_a_user_tokens_429_after_the_app_accepted_the_job_is_not_retried_anonymously(
+        pooled: Any, pool_apps: FaultyGradio) -> None:
+    """The anonymous retry of a user token's quota error would run the prompt a second time on the
+    same Space when the 429 came after the app took the job (only ZeroGPU's refusal may be retried)."""
+    _, client = pooled({"m": {"space": pool_apps.apps["pool-one"].url}})
+    pool_apps.apps["pool-one"].inject(Fault("status", status=429, retry_after="60", at="events"))
+    resp = client.post("/v1/chat/completions", json=chat(model="m"), headers={"X-HF-Token": USER_TOKEN})
+    assert resp.status_code == 429, resp.get_json()
+    assert calls(pool_apps, "pool-one") == 1
 
 
 def test_any_space_behind_keys_never_opens_a_private_space_with_the_operators_token(

@@ -136,7 +136,10 @@ class Upstream:
                 transient += 1
                 self._backoff(run, transient)
             except (UpstreamUnauthorized, UpstreamQuota) as exc:
-                if not credential.is_user_token or run.emitted or run.closed:
+                # Once the app took the job, only ZeroGPU's refusal says the prompt ran nowhere;
+                # a 401 or 429 on the event stream may come from a job that is running.
+                if not credential.is_user_token or run.emitted or run.closed or \
+                        run.accepted and not isinstance(exc, ZeroGpuRefused):
                     raise
                 log.info("retrying %s anonymously after %s", model.id, type(exc).__name__)
                 credential = credential.anonymous()
