@@ -110,10 +110,12 @@ def note(model: str | None, error: Any) -> None:
             _last_errors.popitem(last=False)
 
 
-def cooldowns(shared: Any, models: Iterable[Any]) -> dict[str, Any]:
-    """Each pool member's cooldown now, by Space, from the shared state (one round trip to Redis)."""
+def cooldowns(shared: Any, models: Iterable[Any], holder: str | None = None) -> dict[str, Any]:
+    """Each pool member's cooldown now, by Space, from the shared state (one round trip to Redis):
+    a quota cooldown as the holder (a credential's fingerprint) sees it, as /metrics shows what a
+    request without its own token would meet."""
     members = sorted({member for m in models if m.spaces for member in m.members})
-    return shared.cooling(members)[0] if members else {}
+    return shared.cooling(members, holder)[0] if members else {}
 
 
 @dataclass

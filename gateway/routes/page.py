@@ -49,7 +49,8 @@ def _apps_by_model(state: Any) -> dict[str, dict[str, dict[str, Any]]]:
 
 def _rows() -> list[status.ModelStatus]:
     state = gateway_state()
-    return status.board(state.registry, _apps_by_model(state), status.cooldowns(state.shared, state.registry))
+    cooling = status.cooldowns(state.shared, state.registry, state.upstream.pools.default.fingerprint)
+    return status.board(state.registry, _apps_by_model(state), cooling)
 
 
 def _table() -> str:
