@@ -143,7 +143,7 @@ def test_probe_of_a_space_page_url_names_the_space_id(make_mapping_app):
 
 
 class SilentHub:
-    """A Hub that accepts the look-up and never answers it."""
+    """A Hub (or an app) that accepts a request and never answers it."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -156,18 +156,34 @@ class SilentHub:
         self.served = Served(Handler)
 
 
-def test_the_hub_lookup_timeout_is_hub_timeout(gateway):
+def test_the_hub_lookup_timeout_is_hub_timeout_and_says_the_hub_did_not_answer(gateway, caplog):
     hub = SilentHub()
     try:
         client = gateway({"m": "team/echo"}, HF_ENDPOINT=hub.served.url, HUB_TIMEOUT="1")
         started = time.monotonic()
-        resp = post(client)
+        status, message, lines = failure(client, caplog)
         took = time.monotonic() - started
     finally:
         hub.release.set()
         hub.served.stop()
-    assert resp.status_code == 504 and "Hub lookup of team/echo" in resp.get_json()["error"]["message"]
+    assert status == 504 and message == "The Hub did not answer within HUB_TIMEOUT (Hub lookup of team/echo)."
+    assert lines == [f"upstream failure (Hub lookup of team/echo): {message}"]   # it said "the Gradio app", unlogged
     assert took < 5, took         # was a hard-coded 30 s (connect timeout + 20)
+
+
+def test_an_app_that_stops_answering_a_probe_is_logged_like_a_connection_failure(gateway, caplog):
+    """(A request's own idle timer, UPSTREAM_IDLE_TIMEOUT, ends its wait first; a probe has none.)"""
+    app = SilentHub()              # any GET waits: /config never answers
+    try:
+        cli = gateway({}, UPSTREAM_IDLE_TIMEOUT="1").application.test_cli_runner()
+        with caplog.at_level(logging.WARNING, logger="gateway"):
+            result = cli.invoke(args=["models", "probe", app.served.url])
+    finally:
+        app.release.set()
+        app.served.stop()
+    message = "The Gradio app stopped answering (config)."
+    assert result.exit_code == 1 and message in result.output
+    assert f"upstream failure (config): {message}" in [r.getMessage() for r in caplog.records]
 
 
 def sse_chunks(resp: Any) -> list[dict[str, Any]]:
