@@ -3,6 +3,8 @@ commands alike, the banner and its warnings, and SIGHUP reloads under load witho
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -341,25 +343,57 @@ def readme_commands() -> list[str]:
     return lines
 
 
-def test_every_readme_command_of_the_gateway_exists_as_written():
+# The README's commands that are not the project's own: what a reader has, or installs apart.
+SYSTEM_COMMANDS = {"curl", "docker", "kill"}
+# Interpreters of the project's venv: typed bare, they need the venv on PATH, which set-up never puts there.
+VENV_INTERPRETERS = ("python", "flask", "pytest")
+
+
+def readme_inline_commands() -> list[str]:
+    """Inline code of the README (its changelog aside) that runs an interpreter of the venv."""
+    text = (ROOT / "README.md").read_text().split("\n## Changelog\n")[0]
+    spans = re.findall(r"`([^`\n]+)`", text)
+    return [span for span in spans if len(span.split()) > 1
+            and span.split()[0].rsplit("/", 1)[-1] in VENV_INTERPRETERS]
+
+
+def check_gateway_command(line: str, words: list[str]) -> None:
+    sub = [w for w in words[:2] if not w.startswith("-") and w in {"serve", "demo", "models", "probe", "check"}]
+    result = run([str(COMMAND), *sub, "--help"], {})
+    assert result.returncode == 0, (line, result.stderr)
+    options = [w.split("=")[0] for w in words if w.startswith("--") and w != "--help"]
+    assert all(option in result.stdout for option in options), (line, options)
+
+
+def test_every_readme_command_runs_as_written():
+    """Each command line of a bash block: a tool of .venv/bin (a gateway sub-command, a module or
+    app file that exists), a make target that exists, or a listed system command."""
     commands = readme_commands()
-    gateway = [c for c in commands if ".venv/bin/gradio-chat-gateway" in c]
-    assert {"serve", "demo", "models"} <= {c.split("gradio-chat-gateway ")[1].split()[0] for c in gateway
-                                           if "gradio-chat-gateway " in c}
-    for line in gateway:
-        words = line.split(".venv/bin/gradio-chat-gateway", 1)[1].split()
-        sub = [w for w in words[:2] if not w.startswith("-") and w in {"serve", "demo", "models", "probe", "check"}]
-        result = run([str(COMMAND), *sub, "--help"], {})
-        assert result.returncode == 0, (line, result.stderr)
-        options = [w.split("=")[0] for w in words if w.startswith("--") and w != "--help"]
-        assert all(option in result.stdout for option in options), (line, options)
+    assert {"serve", "demo", "models"} <= {c.split("gradio-chat-gateway ")[1].split()[0] for c in commands
+                                           if ".venv/bin/gradio-chat-gateway " in c}
+    venv = Path(sys.executable).parent
     for line in commands:
-        if line.startswith("make "):
-            target = line.split()[1]
-            dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        words = shlex.split(line)
+        while re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):          # MODELS_FILE=models.yaml .venv/bin/...
+            words.pop(0)
+        tool, args = words[0], words[1:]
+        if tool.startswith(".venv/bin/"):
+            name = tool.removeprefix(".venv/bin/")
+            assert (venv / name).exists(), (line, f"{name} is not installed in the venv")
+            if name == "gradio-chat-gateway":
+                check_gateway_command(line, args)
+            elif name == "python" and args[:1] == ["-m"]:
+                module = ROOT / args[1].replace(".", "/")
+                assert module.with_suffix(".py").exists() or (module / "__main__.py").exists(), line
+            elif name == "flask":
+                assert (ROOT / f"{args[args.index('--app') + 1]}.py").exists(), line
+        elif tool == "make":
+            dry = subprocess.run(["make", "-n", args[0]], cwd=ROOT, capture_output=True, text=True, timeout=30)
             assert dry.returncode == 0, (line, dry.stderr)
-    flask = [c for c in commands if "flask --app wsgi" in c]
-    assert all(c.startswith(".venv/bin/flask") for c in flask)
+        else:
+            assert tool in SYSTEM_COMMANDS, (line, "neither .venv/bin/..., make, nor a listed system command")
+    bare = [span for span in readme_inline_commands() if not span.startswith(".venv/bin/")]
+    assert bare == [], "write these .venv/bin/... as set-up installs them"
 
 
 # ---------------------------------------------------------------- Ctrl-C, the demo, installs
