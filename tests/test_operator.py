@@ -144,8 +144,13 @@ def test_check_says_an_open_gateway_does_not_spend_hf_token(tmp_path):
     opened = run([str(COMMAND), "models", "check"], env)
     assert "Credential: anonymous; HF_TOKEN is set but not used: an open gateway" in opened.stdout
     keyed = run([str(COMMAND), "models", "check"], {**env, "GATEWAY_API_KEYS": "sk-a"})
-    assert "Credential: the operator's HF_TOKEN (GATEWAY_API_KEYS is set" in keyed.stdout
-    assert "hf_operatorTokenNeverShown" not in opened.stdout + opened.stderr + keyed.stdout + keyed.stderr
+    assert "Credential: the operator's HF_TOKEN (GATEWAY_API_KEYS is set, so keyed callers spend it)" in keyed.stdout
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {key: sk-team-a-key, name: team-a}\n")
+    keys_file = run([str(COMMAND), "models", "check"], {**env, "KEYS_FILE": str(keys)})
+    assert "Credential: the operator's HF_TOKEN (KEYS_FILE is set, so keyed callers spend it)" in keys_file.stdout
+    output = opened.stdout + opened.stderr + keyed.stdout + keyed.stderr + keys_file.stdout + keys_file.stderr
+    assert "hf_operatorTokenNeverShown" not in output
 
 
 def test_banner_names_version_url_models_mode_and_proxy_and_warns(tmp_path):
