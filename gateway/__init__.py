@@ -1,6 +1,14 @@
 """gradio-chat-gateway: an OpenAI-compatible chat API in front of Gradio apps."""
 from __future__ import annotations
 
+import os
+
+# Before anything imports prometheus_client: empty means unset, like every setting (docker-compose.yml
+# passes it empty), but prometheus_client takes a set-but-empty PROMETHEUS_MULTIPROC_DIR for
+# multiprocess mode and writes its files into the working directory (read-only in the Docker image).
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ and not os.environ["PROMETHEUS_MULTIPROC_DIR"].strip():
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Mapping

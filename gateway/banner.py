@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .config import ConfigError, Settings, load_settings
+from .keys import load_keys
 from .registry import Registry, load_registry
 
 log = logging.getLogger("gateway")
@@ -89,11 +90,20 @@ def warnings(settings: Settings) -> list[str]:
     return found
 
 
+def load_configuration() -> tuple[Settings, Registry]:
+    """Everything a worker reads as it starts: the settings, MODELS_FILE and KEYS_FILE. Checked
+    here first (start, SIGHUP, the commands), since a worker that cannot load them fails to boot
+    and takes the service down with it. Raises ConfigError."""
+    settings = load_settings()
+    registry = load_registry(settings)
+    load_keys(settings)
+    return settings, registry
+
+
 def check_and_announce(job: str, server: Any = None) -> int:
     """Load and check everything; log the banner (start) or the reload line. 0 when all is well."""
     try:
-        settings = load_settings()
-        registry = load_registry(settings)
+        settings, registry = load_configuration()
     except ConfigError as exc:
         what = "reload refused: configuration error" if job == "reload" else "configuration error"
         print(f"gradio-chat-gateway: {what}: {exc}", file=sys.stderr, flush=True)

@@ -115,7 +115,10 @@ def credential_line(credential: Credential) -> str:
     """Which credential the command used, and why: never the token itself."""
     settings = gateway_state().settings
     if credential.source == "operator":
-        return "Credential: the operator's HF_TOKEN (GATEWAY_API_KEYS is set, so keyed callers spend it)"
+        keyed = [name for name, on in (("GATEWAY_API_KEYS", settings.api_keys), ("KEYS_FILE", settings.keys_file))
+                 if on]
+        return (f"Credential: the operator's HF_TOKEN ({' and '.join(keyed)} {'are' if len(keyed) > 1 else 'is'} "
+                "set, so keyed callers spend it)")
     if settings.hf_token and not settings.api_keys:
         return ("Credential: anonymous; HF_TOKEN is set but not used: an open gateway (no "
                 "GATEWAY_API_KEYS) never spends it, so requests without their own hf_ token are anonymous too")

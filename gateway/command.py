@@ -58,6 +58,10 @@ def serve(listen: str | None, port: int | None, workers: int | None) -> None:
     """
     _set_env(LISTEN=listen, PORT=port, WEB_CONCURRENCY=workers)
     _checked_settings()        # gunicorn itself reads WEB_CONCURRENCY as it imports: check first
+    # Empty means "the default" to the gateway (docker-compose.yml passes every setting, most of them
+    # empty), but gunicorn reads WEB_CONCURRENCY with int() as it imports, before gunicorn_conf.py.
+    if not os.environ.get("WEB_CONCURRENCY", "1").strip():
+        del os.environ["WEB_CONCURRENCY"]
     argv = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, "gateway:create_app()"]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -96,12 +100,11 @@ def _invoke_models(args: list[str]) -> None:
     if {"--help", "-h"} & set(args):
         models_cli.main(args=[a if a != "-h" else "--help" for a in args],
                         prog_name="gradio-chat-gateway models", standalone_mode=True)
-    settings = _checked_settings()
-    try:
-        from . import create_app
-        from .registry import load_registry
+    from . import create_app
+    from .banner import load_configuration
 
-        load_registry(settings)              # a bad models file: one line here too
+    try:
+        load_configuration()         # the settings, the models and keys files: one line for any mistake
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
     app = create_app(env=os.environ)

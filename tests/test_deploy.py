@@ -55,6 +55,11 @@ def test_every_deploy_file_starts_the_same_gunicorn_command():
     assert shlex.split(render["startCommand"]) == COMMAND
     assert compose_service()["command"] == COMMAND
     assert docker_cmd == COMMAND
+    many = yaml.safe_load((ROOT / "deploy" / "many-gateways" / "compose.yml").read_text())["services"]
+    gateways = [service for name, service in many.items() if name.startswith("gateway-")]
+    assert gateways and all(service["command"] == COMMAND for service in gateways)
+    # Workers from the container's CPU limit, as everywhere else: no default of its own.
+    assert all(service["environment"]["WEB_CONCURRENCY"] == "${WEB_CONCURRENCY:-}" for service in gateways)
 
 
 def test_the_readme_documents_every_setting_once_and_nothing_else():

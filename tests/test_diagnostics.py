@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import socket
+import subprocess
 import threading
 import time
 from typing import Any, Iterator
 
 import pytest
+import requests
 
 from gateway.config import load_settings
 from gateway.upstream.diagnose import NotAGradioApp, gradio_config
@@ -143,7 +147,7 @@ def test_probe_of_a_space_page_url_names_the_space_id(make_mapping_app):
 
 
 class SilentHub:
-    """A Hub that accepts the look-up and never answers it."""
+    """A Hub (or an app) that accepts a request and never answers it."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -156,18 +160,34 @@ class SilentHub:
         self.served = Served(Handler)
 
 
-def test_the_hub_lookup_timeout_is_hub_timeout(gateway):
+def test_the_hub_lookup_timeout_is_hub_timeout_and_says_the_hub_did_not_answer(gateway, caplog):
     hub = SilentHub()
     try:
         client = gateway({"m": "team/echo"}, HF_ENDPOINT=hub.served.url, HUB_TIMEOUT="1")
         started = time.monotonic()
-        resp = post(client)
+        status, message, lines = failure(client, caplog)
         took = time.monotonic() - started
     finally:
         hub.release.set()
         hub.served.stop()
-    assert resp.status_code == 504 and "Hub lookup of team/echo" in resp.get_json()["error"]["message"]
+    assert status == 504 and message == "The Hub did not answer within HUB_TIMEOUT (Hub lookup of team/echo)."
+    assert lines == [f"upstream failure (Hub lookup of team/echo): {message}"]   # it said "the Gradio app", unlogged
     assert took < 5, took         # was a hard-coded 30 s (connect timeout + 20)
+
+
+def test_an_app_that_stops_answering_a_probe_is_logged_like_a_connection_failure(gateway, caplog):
+    """(A request's own idle timer, UPSTREAM_IDLE_TIMEOUT, ends its wait first; a probe has none.)"""
+    app = SilentHub()              # any GET waits: /config never answers
+    try:
+        cli = gateway({}, UPSTREAM_IDLE_TIMEOUT="1").application.test_cli_runner()
+        with caplog.at_level(logging.WARNING, logger="gateway"):
+            result = cli.invoke(args=["models", "probe", app.served.url])
+    finally:
+        app.release.set()
+        app.served.stop()
+    message = "The Gradio app stopped answering (config)."
+    assert result.exit_code == 1 and message in result.output
+    assert f"upstream failure (config): {message}" in [r.getMessage() for r in caplog.records]
 
 
 def sse_chunks(resp: Any) -> list[dict[str, Any]]:
@@ -202,3 +222,87 @@ def test_status_lines_never_reach_a_non_stream_answer_or_an_early_error(gateway,
     client = gateway({"p": "team/paused"}, HF_ENDPOINT=hub.url, STREAM_STATUS="reasoning", SSE_KEEPALIVE="5")
     resp = client.post("/v1/chat/completions", json=chat(model="p", stream=True))
     assert resp.status_code == 503          # an error before SSE_KEEPALIVE keeps its real status
+
+
+# A real Gradio 4.19 app (its SSE queue sends `estimation` messages: rank, queue size, eta) that runs
+# one job at a time, each for 3 s: a third request waits in its queue.
+QUEUE_APP = """
+import sys, time
+import gradio as gr
+from gradio import networking
+
+def patient_url_ok(url):        # launch() gives its own server 3 s to answer, too little on a busy machine
+    import httpx
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        try:
+            return httpx.head(url, timeout=30, trust_env=False).status_code < 500
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    return False
+
+networking.url_ok = patient_url_ok
+
+def answer(message):
+    time.sleep(3)
+    return "echo: " + message
+
+with gr.Blocks() as demo:
+    box, out = gr.Textbox(), gr.Textbox()
+    box.submit(answer, box, out, api_name="chat", concurrency_limit=1)
+demo.queue()
+_, url, _ = demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[1]), prevent_thread_lock=True, quiet=True)
+print("serving", url, flush=True)
+demo.block_thread()
+"""
+
+
+@pytest.fixture
+def one_at_a_time_app(tmp_path) -> Iterator[str]:
+    """QUEUE_APP served by Gradio 4.19.2 (the SSE queue) from its cached venv: its URL."""
+    from tests.conftest import stop_process
+    from tests.generations import venvs
+
+    python = venvs.ensure("4.19.2")
+    port = free_port()
+    log = tmp_path / "queue_app.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(python), "-c", QUEUE_APP, str(port)], cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, **venvs.RUN_ENV, "PYTHONPATH": ""})
+    try:
+        end = time.monotonic() + 180
+        while "serving" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < end, log.read_text()[-3000:]
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        stop_process(proc)
+
+
+def test_a_queued_job_is_logged_counted_and_streamed_as_reasoning(live_gateway, one_at_a_time_app):
+    server = live_gateway({"q": one_at_a_time_app}, STREAM_STATUS="reasoning", SSE_KEEPALIVE="0.3",
+                          UPSTREAM_IDLE_TIMEOUT="30", UPSTREAM_TOTAL_TIMEOUT="60")
+    url = server.url + "/v1/chat/completions"
+    warm = requests.post(url, json=chat("warm", model="q"), timeout=60)    # the app learns how long a job takes
+    assert warm.json()["choices"][0]["message"]["content"] == "echo: warm", warm.text
+    ahead = [threading.Thread(target=requests.post, args=(url,), kwargs={"json": chat(f"ahead {i}", model="q"),
+                                                                          "timeout": 60}) for i in range(2)]
+    for thread in ahead:           # one runs, one waits
+        thread.start()
+        time.sleep(0.5)
+    resp = requests.post(url, json=chat("third", model="q", stream=True), timeout=60)
+    for thread in ahead:
+        thread.join(60)
+    chunks = [json.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+    reasoning = "".join(d.get("reasoning_content") or "" for d in deltas)
+    assert re.search(r"In the app's queue: position 1, about \d+ s\.\n", reasoning), reasoning
+    assert "The app is working on it.\n" in reasoning
+    assert "".join(d.get("content") or "" for d in deltas) == "echo: third"
+    output = server.output()
+    assert re.search(r"INFO .*waiting \(queue\): In the app's queue: position [12], about \d+ s\. "
+                     r"\[position=[01] eta=[\d.]+ queue_size=\d\]", output), output
+    assert "waiting (processing): The app is working on it." in output
+    metrics = requests.get(server.url + "/metrics", timeout=10).text
+    waits = re.search(r'^gateway_upstream_waits_total\{kind="queue"\} (\S+)$', metrics, re.M)
+    assert waits and float(waits.group(1)) >= 1, metrics

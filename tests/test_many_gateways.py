@@ -241,7 +241,7 @@ def test_the_compose_file_runs_redis_and_two_gateways_behind_a_balancer() -> Non
     gateways = [s for name, s in services.items() if name.startswith("gateway-")]
     assert len(gateways) == 2 and "redis" in services and "balancer" in services
     assert all(g["environment"]["REDIS_URL"] == "redis://redis:6379/0" for g in gateways)
-    assert all(g["command"] == ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"] for g in gateways)
+    assert all(g["command"] == ["gradio-chat-gateway", "serve"] for g in gateways)
     nginx = (folder / "nginx.conf").read_text()
     assert "server gateway-1:8000" in nginx and "server gateway-2:8000" in nginx
     assert "proxy_buffering off" in nginx

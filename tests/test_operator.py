@@ -3,6 +3,8 @@ commands alike, the banner and its warnings, and SIGHUP reloads under load witho
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import ROOT, Gunicorn, free_port
 from tests.fixtures_upstream import write_models
@@ -34,8 +37,9 @@ BAD_SETTINGS = [
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full = {"PATH": os.environ["PATH"], "LISTEN": "127.0.0.1", "PORT": str(free_port()), "WEB_CONCURRENCY": "1",
-            "BUILTIN_MODELS": "true", **env}
+    # PYTHONPATH: the installed command is an editable install of one clone; this one's package goes first.
+    full = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "LISTEN": "127.0.0.1", "PORT": str(free_port()),
+            "WEB_CONCURRENCY": "1", "BUILTIN_MODELS": "true", **env}
     return subprocess.run(argv, cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout)
 
 
@@ -83,6 +87,56 @@ def test_a_bad_models_file_is_one_line_for_the_commands(tmp_path, content, expec
     one_line(run([str(COMMAND), *sub], {"MODELS_FILE": str(path)}), expected)
 
 
+BAD_KEYS_FILES = [
+    (None, "cannot be read: No such file or directory"),
+    ("keys:\n  - name: team-a\n", "keys[0].key_sha256: give exactly one of key_sha256 and key"),
+    ("keys: [1, 2\n", "invalid YAML"),
+]
+
+
+@pytest.mark.parametrize("content, expected", BAD_KEYS_FILES)
+@pytest.mark.parametrize("argv", [[str(COMMAND), "serve"], SERVER, [str(COMMAND), "models", "check"]],
+                         ids=["serve", "gunicorn", "models check"])
+def test_a_bad_keys_file_stops_the_server_and_the_commands_with_one_line(tmp_path, argv, content, expected):
+    path = tmp_path / "keys.yaml"
+    if content is not None:
+        path.write_text(content)
+    result = run(argv, {"KEYS_FILE": str(path), "BUILTIN_MODELS": "false"})
+    one_line(result, f"KEYS_FILE {path}: {expected}")
+    assert "Worker failed to boot" not in result.stderr
+
+
+def compose_environment() -> dict[str, str]:
+    """docker-compose.yml's environment as the container gets it with no .env file: each ${NAME:-}
+    empty (LISTEN and PORT set for the test: a port of its own on the loopback)."""
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["gateway"]
+    env = {name: "" for name in service["environment"]}
+    return {**env, "LISTEN": "127.0.0.1", "PORT": str(free_port())}
+
+
+def test_serve_starts_with_composes_environment_where_every_setting_is_empty(tmp_path):
+    """gunicorn read WEB_CONCURRENCY="" with int() (a traceback), and prometheus_client took an empty
+    PROMETHEUS_MULTIPROC_DIR for its working directory (the image's /app is not writable)."""
+    env = compose_environment()
+    assert env["WEB_CONCURRENCY"] == env["PROMETHEUS_MULTIPROC_DIR"] == "" and len(env) > 20
+    proc = subprocess.Popen([str(COMMAND), "serve"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **env})
+    status = None
+    try:
+        end = time.monotonic() + 60
+        while status != 200 and time.monotonic() < end and proc.poll() is None:
+            try:
+                status = requests.get(f"http://127.0.0.1:{env['PORT']}/readyz", timeout=2).status_code
+            except requests.RequestException:
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=60)
+    assert status == 200, output
+    assert "Traceback" not in output, output
+    assert list(tmp_path.iterdir()) == []          # nothing written to the working directory
+
+
 def test_check_says_an_open_gateway_does_not_spend_hf_token(tmp_path):
     # No model to probe: what matters is the credential line, as a request would choose it.
     path = write_models(tmp_path / "models.yaml", {})
@@ -90,8 +144,13 @@ def test_check_says_an_open_gateway_does_not_spend_hf_token(tmp_path):
     opened = run([str(COMMAND), "models", "check"], env)
     assert "Credential: anonymous; HF_TOKEN is set but not used: an open gateway" in opened.stdout
     keyed = run([str(COMMAND), "models", "check"], {**env, "GATEWAY_API_KEYS": "sk-a"})
-    assert "Credential: the operator's HF_TOKEN (GATEWAY_API_KEYS is set" in keyed.stdout
-    assert "hf_operatorTokenNeverShown" not in opened.stdout + opened.stderr + keyed.stdout + keyed.stderr
+    assert "Credential: the operator's HF_TOKEN (GATEWAY_API_KEYS is set, so keyed callers spend it)" in keyed.stdout
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {key: sk-team-a-key, name: team-a}\n")
+    keys_file = run([str(COMMAND), "models", "check"], {**env, "KEYS_FILE": str(keys)})
+    assert "Credential: the operator's HF_TOKEN (KEYS_FILE is set, so keyed callers spend it)" in keys_file.stdout
+    output = opened.stdout + opened.stderr + keyed.stdout + keyed.stderr + keys_file.stdout + keys_file.stderr
+    assert "hf_operatorTokenNeverShown" not in output
 
 
 def test_banner_names_version_url_models_mode_and_proxy_and_warns(tmp_path):
@@ -143,11 +202,13 @@ def slow_stream_app() -> FakeGradio:
     return FakeGradio(Script(events=events))
 
 
-def open_stream(url: str, opened: threading.Semaphore, results: dict[int, str], i: int) -> None:
+def open_stream(url: str, opened: threading.Semaphore, results: dict[int, str], i: int,
+                headers: dict[str, str] | None = None) -> None:
     body = {"model": "slow", "stream": True, "messages": [{"role": "user", "content": f"user {i}"}]}
     seen: list[str] = []
     try:
-        with requests.post(url + "/v1/chat/completions", json=body, stream=True, timeout=60) as resp:
+        with requests.post(url + "/v1/chat/completions", json=body, headers=headers, stream=True,
+                           timeout=60) as resp:
             seen.append(f"status {resp.status_code}")
             lines = resp.iter_lines(decode_unicode=True)
             for line in lines:
@@ -178,22 +239,40 @@ def model_ids(server: Gunicorn) -> set[str]:
     return {m["id"] for m in requests.get(server.url + "/v1/models", timeout=10).json()["data"]}
 
 
+def open_streams(server: Gunicorn, streams: int, results: dict[int, str],
+                 headers: dict[str, str] | None = None) -> list[threading.Thread]:
+    """Open streams of the slow model, five at a time (the stand-in app's plain HTTP server drops
+    connections of a larger burst); return once every one has its first word."""
+    opened = threading.Semaphore(0)
+    threads = [threading.Thread(target=open_stream, args=(server.url, opened, results, i, headers))
+               for i in range(streams)]
+    for first in range(0, streams, 5):
+        group = threads[first:first + 5]
+        for t in group:
+            t.start()
+        for _ in group:
+            assert opened.acquire(timeout=30), server.output()
+    return threads
+
+
+def assert_every_stream_ended_normally(results: dict[int, str], streams: int) -> None:
+    assert len(results) == streams
+    last_word = f"w{STREAM_WORDS - 1}"
+    for i, text in results.items():
+        assert text.endswith("data: [DONE]") and '"finish_reason":"stop"' in text.replace(" ", ""), (i, text)
+        assert "error" not in text and last_word in text, (i, text)
+
+
 def test_sighup_refuses_a_bad_models_file_and_applies_a_good_one_without_dropping_streams(tmp_path):
     app = slow_stream_app()
     path = write_models(tmp_path / "models.yaml", {"slow": app.url})
     server = Gunicorn({"MODELS_FILE": str(path), "BUILTIN_MODELS": "false", "SSE_KEEPALIVE": "0.5"}, workers=2)
-    streams, group = 20, 5
-    opened = threading.Semaphore(0)
+    streams = 20
     results: dict[int, str] = {}
-    threads = [threading.Thread(target=open_stream, args=(server.url, opened, results, i)) for i in range(streams)]
+    threads: list[threading.Thread] = []
     try:
         server.wait_ready()
-        # Opened five at a time: the stand-in app's plain HTTP server drops connections of a larger burst.
-        for first in range(0, streams, group):
-            for t in threads[first:first + group]:
-                t.start()
-            for _ in range(group):
-                assert opened.acquire(timeout=30), server.output()
+        threads = open_streams(server, streams, results)
 
         path.write_text("models:\n  slow:\n    space: a/b\n    flags: 012\n")        # a broken edit
         os.kill(server.proc.pid, signal.SIGHUP)
@@ -205,19 +284,57 @@ def test_sighup_refuses_a_bad_models_file_and_applies_a_good_one_without_droppin
         write_models(path, {"slow": app.url, "added": app.url})                     # the fix
         os.kill(server.proc.pid, signal.SIGHUP)
         wait_for(lambda: model_ids(server) == {"slow", "added"}, server, "the new model")
+    finally:
         for t in threads:
             t.join(60)
-    finally:
         server.stop()
         app.stop()
     output = server.output()
     assert "Traceback" not in output and "Worker failed to boot" not in output
     assert output.count("Booting worker") >= 4           # the good reload replaced both workers
-    assert len(results) == streams
-    last_word = f"w{STREAM_WORDS - 1}"
-    for i, text in results.items():          # every stream ended normally, after both reloads
-        assert text.endswith("data: [DONE]") and '"finish_reason":"stop"' in text.replace(" ", ""), (i, text)
-        assert "error" not in text and last_word in text, (i, text)
+    assert_every_stream_ended_normally(results, streams)     # after both reloads
+
+
+def test_sighup_refuses_a_bad_keys_file_and_applies_a_good_one_without_dropping_streams(tmp_path):
+    """Workers read KEYS_FILE as they boot: a broken one took the whole service down on SIGHUP."""
+    app = slow_stream_app()
+    models = write_models(tmp_path / "models.yaml", {"slow": app.url})
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {key: sk-team-a-key, name: team-a}\n")
+    server = Gunicorn({"MODELS_FILE": str(models), "KEYS_FILE": str(keys), "BUILTIN_MODELS": "false",
+                       "SSE_KEEPALIVE": "0.5"}, workers=2)
+    team_a, team_b = ({"Authorization": f"Bearer sk-team-{t}-key"} for t in "ab")
+
+    def status_for(headers: dict[str, str]) -> int:
+        return requests.get(server.url + "/v1/models", headers=headers, timeout=10).status_code
+
+    streams = 10
+    results: dict[int, str] = {}
+    threads: list[threading.Thread] = []
+    try:
+        server.wait_ready()
+        threads = open_streams(server, streams, results, team_a)
+
+        keys.write_text("keys:\n  - {key: sk-team-a-key, name: team-a, hf_token: env:TEAM_A_HF}\n")  # broken
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_for(lambda: "reload refused" in server.output(), server, "refusal")
+        refusal = [line for line in server.output().splitlines() if "configuration error" in line]
+        assert len(refusal) == 1 and refusal[0].endswith(
+            f"KEYS_FILE {keys}: keys[0].hf_token: the environment variable TEAM_A_HF is not set"), refusal
+        assert status_for(team_a) == 200 and status_for(team_b) == 401     # the old workers keep serving
+
+        keys.write_text("keys:\n  - {key: sk-team-a-key, name: team-a}\n  - {key: sk-team-b-key, name: team-b}\n")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_for(lambda: status_for(team_b) == 200, server, "the new key")
+    finally:
+        for t in threads:
+            t.join(60)
+        server.stop()
+        app.stop()
+    output = server.output()
+    assert "Traceback" not in output and "Worker failed to boot" not in output
+    assert output.count("Booting worker") >= 4           # the good reload replaced both workers
+    assert_every_stream_ended_normally(results, streams)
 
 
 def readme_commands() -> list[str]:
@@ -231,25 +348,57 @@ def readme_commands() -> list[str]:
     return lines
 
 
-def test_every_readme_command_of_the_gateway_exists_as_written():
+# The README's commands that are not the project's own: what a reader has, or installs apart.
+SYSTEM_COMMANDS = {"curl", "docker", "kill"}
+# Interpreters of the project's venv: typed bare, they need the venv on PATH, which set-up never puts there.
+VENV_INTERPRETERS = ("python", "flask", "pytest")
+
+
+def readme_inline_commands() -> list[str]:
+    """Inline code of the README (its changelog aside) that runs an interpreter of the venv."""
+    text = (ROOT / "README.md").read_text().split("\n## Changelog\n")[0]
+    spans = re.findall(r"`([^`\n]+)`", text)
+    return [span for span in spans if len(span.split()) > 1
+            and span.split()[0].rsplit("/", 1)[-1] in VENV_INTERPRETERS]
+
+
+def check_gateway_command(line: str, words: list[str]) -> None:
+    sub = [w for w in words[:2] if not w.startswith("-") and w in {"serve", "demo", "models", "probe", "check"}]
+    result = run([str(COMMAND), *sub, "--help"], {})
+    assert result.returncode == 0, (line, result.stderr)
+    options = [w.split("=")[0] for w in words if w.startswith("--") and w != "--help"]
+    assert all(option in result.stdout for option in options), (line, options)
+
+
+def test_every_readme_command_runs_as_written():
+    """Each command line of a bash block: a tool of .venv/bin (a gateway sub-command, a module or
+    app file that exists), a make target that exists, or a listed system command."""
     commands = readme_commands()
-    gateway = [c for c in commands if ".venv/bin/gradio-chat-gateway" in c]
-    assert {"serve", "demo", "models"} <= {c.split("gradio-chat-gateway ")[1].split()[0] for c in gateway
-                                           if "gradio-chat-gateway " in c}
-    for line in gateway:
-        words = line.split(".venv/bin/gradio-chat-gateway", 1)[1].split()
-        sub = [w for w in words[:2] if not w.startswith("-") and w in {"serve", "demo", "models", "probe", "check"}]
-        result = run([str(COMMAND), *sub, "--help"], {})
-        assert result.returncode == 0, (line, result.stderr)
-        options = [w.split("=")[0] for w in words if w.startswith("--") and w != "--help"]
-        assert all(option in result.stdout for option in options), (line, options)
+    assert {"serve", "demo", "models"} <= {c.split("gradio-chat-gateway ")[1].split()[0] for c in commands
+                                           if ".venv/bin/gradio-chat-gateway " in c}
+    venv = Path(sys.executable).parent
     for line in commands:
-        if line.startswith("make "):
-            target = line.split()[1]
-            dry = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        words = shlex.split(line)
+        while re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):          # MODELS_FILE=models.yaml .venv/bin/...
+            words.pop(0)
+        tool, args = words[0], words[1:]
+        if tool.startswith(".venv/bin/"):
+            name = tool.removeprefix(".venv/bin/")
+            assert (venv / name).exists(), (line, f"{name} is not installed in the venv")
+            if name == "gradio-chat-gateway":
+                check_gateway_command(line, args)
+            elif name == "python" and args[:1] == ["-m"]:
+                module = ROOT / args[1].replace(".", "/")
+                assert module.with_suffix(".py").exists() or (module / "__main__.py").exists(), line
+            elif name == "flask":
+                assert (ROOT / f"{args[args.index('--app') + 1]}.py").exists(), line
+        elif tool == "make":
+            dry = subprocess.run(["make", "-n", args[0]], cwd=ROOT, capture_output=True, text=True, timeout=30)
             assert dry.returncode == 0, (line, dry.stderr)
-    flask = [c for c in commands if "flask --app wsgi" in c]
-    assert all(c.startswith(".venv/bin/flask") for c in flask)
+        else:
+            assert tool in SYSTEM_COMMANDS, (line, "neither .venv/bin/..., make, nor a listed system command")
+    bare = [span for span in readme_inline_commands() if not span.startswith(".venv/bin/")]
+    assert bare == [], "write these .venv/bin/... as set-up installs them"
 
 
 # ---------------------------------------------------------------- Ctrl-C, the demo, installs

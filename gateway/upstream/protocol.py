@@ -116,6 +116,17 @@ def _logged(err: GatewayError, what: str) -> GatewayError:
     return err
 
 
+HUB_LOOKUP = "Hub lookup of "      # how hub.space_info names what it does
+
+
+def _stopped_answering(what: str) -> GatewayError:
+    """A read timeout, logged like a connection failure, naming who went quiet: the Hub, within
+    HUB_TIMEOUT, or the app."""
+    if what.startswith(HUB_LOOKUP):
+        return _logged(UpstreamTimeout(f"The Hub did not answer within HUB_TIMEOUT ({what})."), what)
+    return _logged(UpstreamTimeout(f"The Gradio app stopped answering ({what})."), what)
+
+
 @contextlib.contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
     """Translate `requests` and decoding failures into the gateway's error tree, saying why."""
@@ -127,7 +138,7 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise _logged(UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}){_because(exc)}."),
                       what) from None
     except requests.exceptions.ReadTimeout:
-        raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
+        raise _stopped_answering(what) from None
     except requests.exceptions.ProxyError as exc:
         raise _logged(UpstreamUnavailable(f"The proxy refused the connection ({what}){_because(exc)}."),
                       what) from None
@@ -144,7 +155,7 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise _logged(UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}){_because(exc)}."),
                       what) from None
     except lean.ReadTimedOut:
-        raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
+        raise _stopped_answering(what) from None
     except lean.TLSFailed as exc:
         raise _logged(UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}){_because(exc)}."),
                       what) from None
@@ -157,7 +168,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     except lean.BrokenAnswer:        # mid-answer, or aborted by the gateway itself (not worth a log line)
         raise UpstreamError(f"The connection to the Gradio app broke ({what}).") from None
     except urllib3.exceptions.ReadTimeoutError:      # from raw reads of an event stream
-        raise UpstreamTimeout(f"The Gradio app stopped answering ({what}).") from None
+        raise _stopped_answering(what) from None
     except urllib3.exceptions.HTTPError:             # the stream broke mid-answer
         raise UpstreamError(f"The connection to the Gradio app broke ({what}).") from None
     except (requests.exceptions.RequestException, OSError) as exc:
