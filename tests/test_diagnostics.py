@@ -175,6 +175,16 @@ def test_the_hub_lookup_timeout_is_hub_timeout_and_says_the_hub_did_not_answer(g
     assert took < 5, took         # was a hard-coded 30 s (connect timeout + 20)
 
 
+def test_a_hub_that_refuses_connections_is_named_as_the_hub(gateway, caplog):
+    port = free_port()             # nothing listens there
+    client = gateway({"m": "team/echo"}, HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    status, message, lines = failure(client, caplog)
+    assert status == 503, (status, message)
+    assert message.startswith("The Hub is unreachable (Hub lookup of team/echo): connection refused"), message
+    # one line per attempt (a refused connection is retried); it said "the Gradio app"
+    assert lines and set(lines) == {f"upstream failure (Hub lookup of team/echo): {message}"}
+
+
 def test_an_app_that_stops_answering_a_probe_is_logged_like_a_connection_failure(gateway, caplog):
     """(A request's own idle timer, UPSTREAM_IDLE_TIMEOUT, ends its wait first; a probe has none.)"""
     app = SilentHub()              # any GET waits: /config never answers

@@ -119,6 +119,12 @@ def _logged(err: GatewayError, what: str) -> GatewayError:
 HUB_LOOKUP = "Hub lookup of "      # how hub.space_info names what it does
 
 
+def _party(what: str, start: bool = False) -> str:
+    """Who failed: the Hub, for its look-ups, else the Gradio app (capitalised to start a sentence)."""
+    party = "the Hub" if what.startswith(HUB_LOOKUP) else "the Gradio app"
+    return "T" + party[1:] if start else party
+
+
 def _stopped_answering(what: str) -> GatewayError:
     """A read timeout, logged like a connection failure, naming who went quiet: the Hub, within
     HUB_TIMEOUT, or the app."""
@@ -135,7 +141,7 @@ def mapped_errors(what: str) -> Iterator[None]:
     except GatewayError:
         raise
     except requests.exceptions.ConnectTimeout as exc:
-        raise _logged(UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}){_because(exc)}."),
+        raise _logged(UpstreamTimeout(f"Timed out connecting to {_party(what)} ({what}){_because(exc)}."),
                       what) from None
     except requests.exceptions.ReadTimeout:
         raise _stopped_answering(what) from None
@@ -143,27 +149,27 @@ def mapped_errors(what: str) -> Iterator[None]:
         raise _logged(UpstreamUnavailable(f"The proxy refused the connection ({what}){_because(exc)}."),
                       what) from None
     except requests.exceptions.SSLError as exc:
-        raise _logged(UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}){_because(exc)}."),
+        raise _logged(UpstreamUnavailable(f"TLS failed talking to {_party(what)} ({what}){_because(exc)}."),
                       what) from None
     except requests.exceptions.ConnectionError as exc:
         if _never_connected(exc):
-            raise _logged(UpstreamUnreachable(f"The Gradio app is unreachable ({what}){_because(exc)}."),
+            raise _logged(UpstreamUnreachable(f"{_party(what, start=True)} is unreachable ({what}){_because(exc)}."),
                           what) from None
-        raise _logged(UpstreamUnavailable(f"The connection to the Gradio app broke ({what}){_because(exc)}."),
+        raise _logged(UpstreamUnavailable(f"The connection to {_party(what)} broke ({what}){_because(exc)}."),
                       what) from None
     except lean.ConnectTimedOut as exc:
-        raise _logged(UpstreamTimeout(f"Timed out connecting to the Gradio app ({what}){_because(exc)}."),
+        raise _logged(UpstreamTimeout(f"Timed out connecting to {_party(what)} ({what}){_because(exc)}."),
                       what) from None
     except lean.ReadTimedOut:
         raise _stopped_answering(what) from None
     except lean.TLSFailed as exc:
-        raise _logged(UpstreamUnavailable(f"TLS failed talking to the Gradio app ({what}){_because(exc)}."),
+        raise _logged(UpstreamUnavailable(f"TLS failed talking to {_party(what)} ({what}){_because(exc)}."),
                       what) from None
     except lean.NotConnected as exc:
-        raise _logged(UpstreamUnreachable(f"The Gradio app is unreachable ({what}){_because(exc)}."),
+        raise _logged(UpstreamUnreachable(f"{_party(what, start=True)} is unreachable ({what}){_because(exc)}."),
                       what) from None
     except lean.Dropped as exc:
-        raise _logged(UpstreamUnavailable(f"The connection to the Gradio app broke ({what}){_because(exc)}."),
+        raise _logged(UpstreamUnavailable(f"The connection to {_party(what)} broke ({what}){_because(exc)}."),
                       what) from None
     except lean.BrokenAnswer:        # mid-answer, or aborted by the gateway itself (not worth a log line)
         raise UpstreamError(f"The connection to the Gradio app broke ({what}).") from None
