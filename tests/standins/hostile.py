@@ -11,6 +11,7 @@ import gzip
 import json
 import socket
 import socketserver
+import struct
 import threading
 import time
 import zlib
@@ -46,20 +47,24 @@ def json_answer(value: Any, status: int = 200) -> Answer:
 
 
 def gzip_bomb(size: int, layers: int = 2) -> bytes:
-    """`size` zero bytes, gzipped `layers` times (two layers: a few KiB for hundreds of MiB)."""
-    data = _gzip_stream(size)
+    """`size` zero bytes, gzipped `layers` times (two layers: a few KiB for gigabytes)."""
+    data = _gzip_zeros(size)
     for _ in range(layers - 1):
         data = gzip.compress(data, 9)
     return data
 
 
-def _gzip_stream(size: int) -> bytes:
-    obj = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    block, parts = b"\0" * (1 << 20), []
+def _gzip_zeros(size: int) -> bytes:
+    """A gzip member of `size` zero bytes (whole MiBs), built without deflating them all: after a
+    full flush deflate starts afresh, so every MiB compresses to the same bytes (1 s for 2 GiB)."""
+    block = b"\0" * (1 << 20)
+    obj = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    piece = obj.compress(block) + obj.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
     for _ in range(size >> 20):
-        parts.append(obj.compress(block))
-    parts.append(obj.flush())
-    return b"".join(parts)
+        crc = zlib.crc32(block, crc)
+    return (b"\x1f\x8b\x08\x00\0\0\0\0\x02\xff" + piece * (size >> 20) + obj.flush()
+            + struct.pack("<II", crc, size & 0xFFFFFFFF))
 
 
 CONFIG = {"version": "6.31.0", "protocol": "sse_v3", "api_prefix": "/gradio_api",
