@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.fixtures_faults import ProbedGunicorn
 from tests.health_probe import HEALTHY, HealthProbe
-from tests.standins.hostile import CONFIG, INFO, HostileGradio, events, gzip_bomb, json_answer, response
+from tests.standins.hostile import (CONFIG, INFO, QUEUE_CONFIG, HostileGradio, events, generating, gzip_bomb,
+                                    json_answer, queue_events, response)
+from tests.standins.hub import Space, StandInHub
 
 MIB = 1024 * 1024
 MODELS = 160
@@ -41,13 +43,25 @@ def hostile() -> Iterator[HostileGradio]:
 
 
 @pytest.fixture(scope="module")
-def gateway(hostile: HostileGradio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbedGunicorn]:
+def hub() -> Iterator[StandInHub]:
+    server = StandInHub()
+    yield server
+    server.stop()
+
+
+SPACES = 4                          # models s0… are Spaces of the stand-in Hub, for waking ones up
+
+
+@pytest.fixture(scope="module")
+def gateway(hostile: HostileGradio, hub: StandInHub,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbedGunicorn]:
     tmp = tmp_path_factory.mktemp("hostile")
     models = tmp / "models.yaml"
     # One model per attack: each its own path, so no attack meets another's cached metadata.
-    models.write_text("models:\n" + "".join(f"  m{i}:\n    space: {hostile.url}m{i}/\n" for i in range(MODELS)))
+    models.write_text("models:\n" + "".join(f"  m{i}:\n    space: {hostile.url}m{i}/\n" for i in range(MODELS))
+                      + "".join(f"  s{i}:\n    space: hostile/s{i}\n" for i in range(SPACES)))
     server = ProbedGunicorn(models, tmp, UPSTREAM_IDLE_TIMEOUT="5", UPSTREAM_TOTAL_TIMEOUT=str(TOTAL_TIMEOUT),
-                            MAX_UPSTREAM_BYTES=str(MAX_UPSTREAM))
+                            MAX_UPSTREAM_BYTES=str(MAX_UPSTREAM), HF_ENDPOINT=hub.url)
     try:
         yield server.wait_ready()
     finally:
@@ -175,6 +189,73 @@ def test_a_gzipped_event_stream_within_bounds_is_read(gateway, hostile, model):
     hostile.answers["events"] = response(200, headers={"Content-Type": "text/event-stream",
                                                         "Content-Encoding": "gzip"}, chunks=[body])
     assert attack(gateway, model).json()["choices"][0]["message"]["content"] == "zipped"
+
+
+# ------------------------------------------------------------ what a cancel or a wake-up gets back is not read
+
+def closed(hostile: HostileGradio, *routes: str) -> Callable[[], None]:
+    """attack's settle: wait until these requests reached the app and the gateway closed the
+    connection that carried their answers (at once, when it drops them unread; a connection
+    kept for reuse after reading an answer to its end stays open)."""
+    def wait() -> None:
+        deadline = time.monotonic() + 10
+        while not all(r in hostile.closed_at for r in routes):
+            assert time.monotonic() < deadline, f"{routes}: seen {hostile.routes_seen()}, closed {hostile.closed_at}"
+            time.sleep(0.02)
+    return wait
+
+
+def bombed(status: int = 200) -> Any:
+    return response(status, bomb(), {"Content-Type": "application/json", "Content-Encoding": "gzip, gzip"})
+
+
+def off_host(other: HostileGradio) -> Any:
+    return response(307, headers={"Location": other.url + "elsewhere/cancel"})
+
+
+APP_ERROR = {"error": "the app failed", "title": None}
+
+
+@pytest.mark.parametrize("answer", ["bomb", "redirect"])
+def test_the_cancel_of_a_call_reads_no_answer_and_follows_no_redirect_off_the_host(gateway, hostile, model,
+                                                                                   answer):
+    other = HostileGradio()
+    try:
+        # The app errs mid-answer: the gateway closes the job, which sends /cancel (6.18+).
+        hostile.answers["events"] = events(("generating", ["partial"]), ("error", APP_ERROR))
+        hostile.answers["cancel"] = bombed() if answer == "bomb" else off_host(other)
+        assert_502(attack(gateway, model, settle=closed(hostile, "cancel")))
+        assert not other.seen, "the cancel followed a redirect to another host"
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("answer", ["bomb", "redirect"])
+def test_the_reset_and_cancel_of_a_queue_job_read_no_answer_and_follow_no_redirect_off_the_host(
+        gateway, hostile, model, answer):
+    other = HostileGradio()
+    try:
+        hostile.answers["config"] = json_answer(QUEUE_CONFIG)
+        hostile.answers["data"] = queue_events(generating(["partial"]), {
+            "msg": "process_completed", "event_id": "e1", "success": False, "output": APP_ERROR})
+        for route in ("reset", "cancel"):
+            hostile.answers[route] = bombed(500) if answer == "bomb" else off_host(other)
+        assert_502(attack(gateway, model, settle=closed(hostile, "reset", "cancel")))
+        assert not other.seen, "the reset or the cancel followed a redirect to another host"
+    finally:
+        other.close()
+
+
+_spaces = itertools.count()
+
+
+def test_waking_a_sleeping_space_does_not_read_its_page(gateway, hostile, hub):
+    hostile.reset()
+    name = f"s{next(_spaces)}"
+    hub.spaces[f"hostile/{name}"] = Space(host=f"{hostile.url}{name}/", stages=["SLEEPING", "RUNNING"])
+    hostile.answers["other"] = bombed()                  # the Space's page, which the wake-up GETs
+    resp = attack(gateway, name, settle=closed(hostile, "other"))
+    assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "an answer"
 
 
 # ------------------------------------------------------------ finding 13: malformed answers are 502s
