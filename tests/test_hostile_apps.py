@@ -27,11 +27,12 @@ MIB = 1024 * 1024
 MODELS = 160
 MAX_UPSTREAM = 4 * MIB              # the fixture's MAX_UPSTREAM_BYTES
 TOTAL_TIMEOUT = 20                  # the fixture's UPSTREAM_TOTAL_TIMEOUT, seconds
-# What one attack may add to the worker's peak RSS: a body or event of MAX_UPSTREAM_BYTES is
-# held a few times over while it is read (the bytes, their text, the parsed value) and the
-# allocator keeps some of it; 16 MiB of slack covers the interpreter's own growth (pools, the
-# request's objects). An unbounded read of any of the bombs below peaks at 1 GiB or more.
-PEAK_BOUND_KIB = (4 * MAX_UPSTREAM + 16 * MIB) // 1024
+# What one attack may add to the worker's peak RSS. An answer of MAX_UPSTREAM_BYTES is held as
+# bytes, then as Python objects, and JSON's objects are large: a message {"role": …, "content": "a"}
+# is 33 bytes of JSON and ~400 in objects (a 3 MB history of them peaked at 64 MiB). 24 times
+# MAX_UPSTREAM_BYTES covers that; 16 MiB of slack the interpreter's own growth (pools, the
+# request's objects). 112 MiB, where an unbounded read of any of the bombs below takes 1 GiB.
+PEAK_BOUND_KIB = (24 * MAX_UPSTREAM + 16 * MIB) // 1024
 BOMB = 1024 * MIB                   # what each bomb inflates to
 
 
@@ -256,6 +257,18 @@ def test_waking_a_sleeping_space_does_not_read_its_page(gateway, hostile, hub):
     hostile.answers["other"] = bombed()                  # the Space's page, which the wake-up GETs
     resp = attack(gateway, name, settle=closed(hostile, "other"))
     assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "an answer"
+
+
+# ------------------------------------------------------------ linear CPU in what an app sends
+
+def test_a_long_run_of_assistant_messages_costs_linear_time(gateway, hostile, model):
+    """A 3 MB snapshot of 90k assistant messages after one user message: its answer was built by
+    insertion at the front, quadratic (2.5 s of a blocked worker per snapshot at 100k)."""
+    history = [{"role": "user", "content": "q"}] + [{"role": "assistant", "content": "a"}] * 90_000
+    assert 2.5 * MIB < len(json.dumps(history)) < MAX_UPSTREAM
+    hostile.answers["events"] = events(("generating", [history]), ("complete", [history]))
+    resp = attack(gateway, model)
+    assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "\n".join(["a"] * 90_000)
 
 
 # ------------------------------------------------------------ finding 13: malformed answers are 502s
