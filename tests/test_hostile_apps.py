@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.fixtures_faults import ProbedGunicorn
 from tests.health_probe import HEALTHY, HealthProbe
-from tests.standins.hostile import (CONFIG, INFO, QUEUE_CONFIG, HostileGradio, events, generating, gzip_bomb,
-                                    json_answer, queue_events, response)
+from tests.standins.hostile import (CONFIG, INFO, QUEUE_CONFIG, HostileGradio, completed, events, generating,
+                                    gzip_bomb, json_answer, queue_events, response)
 from tests.standins.hub import Space, StandInHub
 
 MIB = 1024 * 1024
@@ -269,6 +269,27 @@ def test_a_long_run_of_assistant_messages_costs_linear_time(gateway, hostile, mo
     hostile.answers["events"] = events(("generating", [history]), ("complete", [history]))
     resp = attack(gateway, model)
     assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "\n".join(["a"] * 90_000)
+
+
+def test_output_diffs_that_move_a_list_each_time_are_a_502_in_linear_time(gateway, hostile, model):
+    """Gradio 5's queue: 200,000 inserts at the front of a list in one 3 MB message (quadratic:
+    9.8 s of a blocked worker before), charged what they move."""
+    hostile.answers["config"] = json_answer(QUEUE_CONFIG)
+    hostile.answers["data"] = queue_events(generating([[]]), generating([[["add", [0], 0]] * 200_000]),
+                                           completed(["unreached"]))
+    assert "too costly" in assert_502(attack(gateway, model))["error"]["message"]
+
+
+def test_many_small_appends_over_the_queue_are_an_answer(gateway, hostile, model):
+    """An honest generator's stream of diffs: 5,000 appends, applied in place."""
+    hostile.answers["config"] = json_answer(QUEUE_CONFIG)
+    appends = [generating([[["append", [], "tok "]]]) for _ in range(5_000)]
+    hostile.answers["data"] = queue_events(generating([""]), *appends, completed(["tok " * 5_000]))
+    resp = attack(gateway, model, stream=True)
+    assert resp.status_code == 200
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                   for line in resp.text.splitlines() if line.startswith("data: {"))
+    assert text == ("tok " * 5_000).strip() or text == "tok " * 5_000
 
 
 # ------------------------------------------------------------ finding 13: malformed answers are 502s
