@@ -11,6 +11,7 @@ import gzip
 import itertools
 import json
 import time
+import zlib
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -18,13 +19,13 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.fixtures_faults import ProbedGunicorn
-from tests.health_probe import HEALTHY, HealthProbe
+from tests.health_probe import HealthProbe
 from tests.standins.hostile import (CONFIG, INFO, QUEUE_CONFIG, HostileGradio, completed, events, generating,
                                     gzip_bomb, json_answer, queue_events, response)
 from tests.standins.hub import Space, StandInHub
 
 MIB = 1024 * 1024
-MODELS = 160
+MODELS = 400                        # one per attack: the fuzz test alone makes 40
 MAX_UPSTREAM = 4 * MIB              # the fixture's MAX_UPSTREAM_BYTES
 TOTAL_TIMEOUT = 20                  # the fixture's UPSTREAM_TOTAL_TIMEOUT, seconds
 # What one attack may add to the worker's peak RSS. An answer of MAX_UPSTREAM_BYTES is held as
@@ -345,20 +346,148 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                            max_leaves=20)
 
+# The fuzzed app's answers. Statuses are those the contract answers with a 502 when they come
+# from an app (401/403 -> 401, 429 -> 429, 502/503/504 -> 503 are the contract's own rows, tested
+# in test_faults.py). Sizes reach twice the fixture's MAX_UPSTREAM_BYTES. The stand-in never
+# hangs and never sends less than its Content-Length, so no 504 is legitimate here: every
+# answer is a success or a 502.
+STATUSES = st.sampled_from([200, 200, 200, 200, 400, 404, 410, 422, 500])
+ENCODINGS = st.sampled_from(["", "gzip", "gzip, gzip", "deflate", "corrupt gzip", "br", "bomb"])
+SIZES = st.sampled_from([0, 1, 1000, MAX_UPSTREAM - 4096, MAX_UPSTREAM + 1, 2 * MAX_UPSTREAM])
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(config_patch=st.dictionaries(st.sampled_from(["version", "protocol", "api_prefix", "components",
-                                                     "dependencies", "enable_queue"]), json_values, max_size=3),
-       info=json_values | st.fixed_dictionaries({"named_endpoints": st.dictionaries(st.just("/chat"), json_values)}),
-       outputs=json_values)
-def test_fuzzed_configs_infos_and_outputs_are_a_success_or_a_502(gateway, hostile, config_patch, info, outputs):
+
+def _padded(value: Any, size: int) -> bytes:
+    """`value` as JSON, grown to about `size` bytes with a padding string where it has room."""
+    raw = json.dumps(value).encode()
+    if size <= len(raw):
+        return raw
+    if isinstance(value, dict):
+        return json.dumps({**value, "padding": "x" * (size - len(raw))}).encode()
+    return json.dumps([value, "x" * (size - len(raw))]).encode()
+
+
+def _grown(valid: bytes, size: int) -> bytes:
+    """A JSON body padded to `size`; an event stream given one more event of `size`."""
+    try:
+        return _padded(json.loads(valid), size)
+    except ValueError:
+        return valid + b'data: "' + b"x" * size + b'"\n\n'
+
+
+def _sse(frames: list[tuple[str | None, Any]]) -> bytes:
+    return b"".join((f"event: {kind}\n" if kind else "").encode() + b"data: " + json.dumps(data).encode() + b"\n\n"
+                    for kind, data in frames)
+
+
+@st.composite
+def bodies(draw: st.DrawFn, valid: bytes, values: st.SearchStrategy[Any]) -> bytes:
+    """A body: the valid one, grown, a drawn JSON value, nested deep, or not JSON at all."""
+    kind = draw(st.sampled_from(["valid", "padded", "value", "nested", "garbage", "truncated"]))
+    if kind == "valid":
+        return valid
+    if kind == "padded":
+        return _grown(valid, draw(SIZES))
+    if kind == "value":
+        return json.dumps(draw(values)).encode()
+    if kind == "nested":
+        depth = draw(st.sampled_from([1000, 100_000]))
+        return b"[" * depth + b"]" * depth
+    if kind == "garbage":
+        return draw(st.binary(max_size=64)) + b"\n\n" + b"x" * draw(SIZES)
+    return valid[: len(valid) // 2]
+
+
+def _event_bodies(protocol: str) -> st.SearchStrategy[bytes]:
+    """An event stream: valid, with drawn outputs (snapshots, or diffs on the queue), one
+    oversized event, malformed lines, or the ones `bodies` draws."""
+    outputs = json_values | st.builds(lambda n: "x" * n, SIZES)
+    if protocol == "call":
+        valid = _sse([("generating", ["an"]), ("complete", ["an answer"])])
+        drawn = st.builds(lambda o: _sse([("generating", o), ("complete", o)]), outputs)
+    else:
+        valid = _sse([(None, generating([""])), (None, generating([[["append", [], "an answer"]]])),
+                      (None, completed(["an answer"]))])
+        diffs = st.lists(st.tuples(st.sampled_from(["append", "add", "replace", "delete", "other"]),
+                                   st.lists(st.integers(-2, 3) | st.text(max_size=3), max_size=3), json_values),
+                         max_size=5).map(lambda edits: [list(e) for e in edits])
+        drawn = st.builds(lambda first, diff, last: _sse([(None, generating(first)), (None, generating(diff)),
+                                                          (None, completed(last))]),
+                          outputs, st.lists(diffs, min_size=1, max_size=2), outputs)
+    malformed = st.sampled_from([b"data: {\n\n", b"event: complete\ndata: [1, \n\n", b"data: \xff\xfe\n\n",
+                                 b":" * 1000 + b"\n", b"data: " + b"[" * 100_000 + b"\n\n"])
+    return st.one_of(st.just(valid), drawn, malformed, bodies(valid, json_values))
+
+
+@st.composite
+def answers(draw: st.DrawFn, body: st.SearchStrategy[bytes], kind: str = "application/json") -> Any:
+    status, encoding, raw = draw(STATUSES), draw(ENCODINGS), draw(body)
+    headers = {"Content-Type": kind}
+    if encoding == "gzip":
+        raw = gzip.compress(raw, 1)
+    elif encoding == "gzip, gzip":
+        raw = gzip.compress(gzip.compress(raw, 1), 1)
+    elif encoding == "deflate":
+        raw = zlib.compress(raw, 1)
+    elif encoding == "corrupt gzip":
+        raw, encoding = b"\x1f\x8b\x08\x00" + raw[:64], "gzip"
+    elif encoding == "br":
+        raw = b"\x0b\x02\x80" + raw[:64]
+    elif encoding == "bomb":                             # the body replaced by a GiB of zeros
+        raw, encoding = bomb(), "gzip, gzip"
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    if kind == "text/event-stream":
+        return response(status, headers=headers, chunks=[raw[i:i + 65536] for i in range(0, len(raw), 65536)])
+    return response(status, raw, headers)
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+@st.composite
+def hostile_apps(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """A protocol, and for each of its requests either the honest answer (None) or a drawn one."""
+    protocol = draw(st.sampled_from(["call", "queue"]))
+    config = CONFIG if protocol == "call" else QUEUE_CONFIG
+    config_values = st.dictionaries(st.sampled_from(["version", "protocol", "api_prefix", "components",
+                                                     "dependencies", "enable_queue"]), json_values,
+                                    max_size=3).map(lambda patch: {**config, **patch})
+    routes = {
+        "config": answers(bodies(_json(config), config_values)),
+        "info": answers(bodies(_json(INFO), json_values | st.fixed_dictionaries(
+            {"named_endpoints": st.dictionaries(st.just("/chat"), json_values)}))),
+        "events" if protocol == "call" else "data": answers(_event_bodies(protocol), "text/event-stream"),
+        "call" if protocol == "call" else "join": answers(bodies(_json({"event_id": "e1"}), json_values)),
+        "cancel": answers(bodies(_json({"success": True}), json_values)),
+    }
+    if protocol == "queue":
+        routes["reset"] = answers(bodies(_json(True), json_values))
+    # One or two routes hostile, the others honest: most examples get as far as the hostile one.
+    hostile = draw(st.lists(st.sampled_from(sorted(routes)), min_size=1, max_size=2, unique=True))
+    return protocol, {route: draw(routes[route]) for route in hostile}
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(app=hostile_apps(), stream=st.booleans())
+def test_fuzzed_hostile_apps_are_a_success_or_a_502(gateway, hostile, app, stream):
+    """Hypothesis draws a whole hostile app, /call or queue: status, encoding (gzip, gzip twice,
+    deflate, corrupt, unsupported, a 1 GiB bomb), body (honest, grown to twice MAX_UPSTREAM_BYTES, drawn JSON,
+    100,000 deep, garbage, truncated) of its config, info, submit, events and cancel. Each goes
+    through a live worker under the /healthz probe with its peak RSS bounded (attack)."""
+    protocol, routes = app
     hostile.reset()
-    hostile.answers["config"] = json_answer({**CONFIG, **config_patch})
-    hostile.answers["info"] = json_answer(info)
-    hostile.answers["events"] = events(("generating", outputs), ("complete", outputs))
-    resp = requests.post(gateway.url + "/v1/chat/completions", timeout=60,
-                         json={"model": f"m{next(_ids) % MODELS}", "messages": [{"role": "user", "content": "hi"}]})
-    assert resp.status_code in (200, 502, 503, 504), resp.text
+    if protocol == "queue":
+        hostile.answers["config"] = json_answer(QUEUE_CONFIG)
+    hostile.answers.update(routes)
+    resp = attack(gateway, f"m{next(_ids) % MODELS}", stream=stream)   # shrinking may make many
+    assert resp.status_code in (200, 502), resp.text[:2000]
+    if stream and resp.status_code == 200:
+        # An error after the first byte is the stream's error event (sse.py): a 502's, no other.
+        for line in resp.text.splitlines():
+            if line.startswith("data: {") and '"error"' in line:
+                error = json.loads(line[6:]).get("error")
+                assert error is None or error["type"] == "upstream_error", line[:2000]
 
 
 # ------------------------------------------------------------ finding 12: no redirects off the app's host
