@@ -8,6 +8,7 @@ ChatInterface. The live tests (test_generations.py) call the same apps through g
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from gateway.schemas import ChatRequest, Message, Part
 from gateway.upstream.apps import CALL, SSE_QUEUE, WS, load_app
 from gateway.upstream.mapping import build_plan
 from gateway.upstream.runner import error_from_event
-from gateway.upstream.wire.base import QueueMessages, apply_diff
+from gateway.upstream.wire.base import DiffWork, QueueMessages, apply_diff
 
 DATA = Path(__file__).parent / "data" / "generations"
 VERSIONS = ["3.50.2", "4.19.2", "4.20.1", "4.44.1", "5.50.0", "6.17.3", "6.31.0"]
@@ -143,6 +144,34 @@ def test_diffs_cannot_grow_an_answer_past_the_limit() -> None:
         for _ in range(40):
             messages.read(append)
     assert len(messages.outputs[0]) < 10_000
+
+
+def test_costly_diffs_in_one_message_are_an_upstream_error_in_linear_time() -> None:
+    """200,000 inserts at the front of a list are 3 MB of JSON and quadratic work (9.8 s before):
+    each edit is charged what it moves, and one message may cost twice the limit."""
+    messages = QueueMessages(diffs=True, limit=4 * 1024 * 1024)
+    messages.read({"msg": "process_generating", "output": {"data": [[]]}, "success": True})
+    flood = {"msg": "process_generating", "output": {"data": [[["add", [0], 0]] * 200_000]}, "success": True}
+    started = time.process_time()
+    with pytest.raises(UpstreamError, match="too costly"):
+        messages.read(flood)
+    assert time.process_time() - started < 0.5
+
+
+def test_appends_in_one_message_are_charged_what_they_copy() -> None:
+    work = DiffWork(limit=1000)                          # 2,000 units a message
+    apply_diff("", [["append", [], "x" * 900]], work)  # 900: fine
+    with pytest.raises(UpstreamError, match="too costly"):
+        apply_diff("x" * 900, [["append", [], "y"]] * 3, work)   # 901 + 902: over
+
+
+def test_many_messages_of_honest_appends_are_applied() -> None:
+    messages = QueueMessages(diffs=True, limit=1024 * 1024)
+    messages.read({"msg": "process_generating", "output": {"data": [""]}, "success": True})
+    for _ in range(20_000):
+        event = messages.read({"msg": "process_generating", "output": {"data": [[["append", [], "tok "]]]},
+                               "success": True})
+    assert event.data == ["tok " * 20_000]
 
 
 @pytest.mark.parametrize("diff", [5, [["append"]], [["append", [9], "x"]], [["explode", [], 1]],

@@ -127,6 +127,16 @@ def test_unclosed_reasoning_tags_cost_linear_time():
         assert len(content) + len(reasoning) <= len(flood)
 
 
+def test_a_long_run_of_assistant_messages_costs_linear_time():
+    """The answer of a chat history is its trailing assistant run, found by one slice: it was
+    built by insertion at the front, 200k messages after one user message took 9.4 s."""
+    history = [{"role": "user", "content": "q"}] + [{"role": "assistant", "content": "a"}] * 200_000
+    started = time.process_time()
+    content, _ = read_outputs([history])
+    assert time.process_time() - started < 2.0
+    assert content == "\n".join(["a"] * 200_000)
+
+
 @pytest.mark.parametrize("value, shown", [
     ({"url": "javascript:alert(1)", "orig_name": "click.png"}, "click.png"),
     ({"url": " JavaScript:alert(1)"}, "JavaScript:alert\\(1\\)"),

@@ -80,8 +80,9 @@ def wait_awake(session: requests.Session, lookup: Callable[[], SpaceInfo], info:
     """Wake a SLEEPING Space (any request to its host does) and wait, within deadline, until it runs."""
     with contextlib.suppress(requests.exceptions.RequestException):
         # A sleeping host may not answer this first request; the stage tells. A private
-        # Space needs the credential to be woken.
-        session.get(info.host, headers=headers, timeout=timeout, allow_redirects=False).close()
+        # Space needs the credential to be woken. Its page is not read (stream, then close):
+        # what the host sends there, of any size or encoding, is not the gateway's to hold.
+        session.get(info.host, headers=headers, timeout=timeout, allow_redirects=False, stream=True).close()
     poll = POLL_FIRST
     started, last_said = time.monotonic(), float("-inf")
     while info.stage in SLEEPING or info.stage in STARTING:

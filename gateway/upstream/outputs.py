@@ -127,12 +127,10 @@ def _chat_answer(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The answer in a list of messages: all of them, or the trailing assistant run of a whole history."""
     if not any(m.get("role") == "user" for m in messages):
         return [m for m in messages if m.get("role", "assistant") == "assistant"]
-    tail: list[dict[str, Any]] = []
-    for m in reversed(messages):
-        if m.get("role") != "assistant":
-            break
-        tail.insert(0, m)
-    return tail
+    start = len(messages)
+    while start and messages[start - 1].get("role") == "assistant":
+        start -= 1
+    return messages[start:]          # one slice: linear however long the run (CONTRACT §11)
 
 
 def _merge(texts: list[Text], sep: str = "\n\n") -> Text:

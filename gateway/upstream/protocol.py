@@ -32,6 +32,7 @@ from ..errors import (GatewayError, UpstreamApiChanged, UpstreamError, UpstreamQ
 Answer = Any      # a requests.Response, or a lean.Response for a hot call on a direct connection
 
 log = logging.getLogger("gateway.upstream")
+CANCEL_TIMEOUT = (2.0, 2.0)            # seconds to connect and to hear back: a cancel is best effort
 MAX_EVENT_BYTES = 32 * 1024 * 1024     # MAX_UPSTREAM_BYTES' default, for streams opened without a Gradio
 RETRY_IN = re.compile(r"(?:try again in|retry in)\s+(?:(\d+):)?(\d+):(\d+)", re.I)
 RETRY_SECONDS = re.compile(r"(?:try again in|retry in|retry after)\s+(\d+)\s*(?:s\b|sec|second)", re.I)
@@ -351,7 +352,7 @@ class Gradio:
         return raw
 
     def _send(self, method: str, url: str, body: bytes | None = None, *, stream: bool = False,
-              hot: bool = False) -> Answer:
+              hot: bool = False, timeout: tuple[float, float] | None = None) -> Answer:
         """A call to the app. A hot one (the job's submit and its event stream) takes the lean
         client where the connection is direct (lean.LeanClient.route); the others, and a hot
         one through a proxy or to an IDNA host, go through the session's own adapter.
@@ -361,15 +362,16 @@ class Gradio:
         changes what these calls send: the session's headers are merged once per Gradio, the
         proxies, TLS settings, pools, stale-connection retry and exceptions are the adapter's,
         as with Session.request. A redirect is resent through Session.request, which follows
-        it and drops credentials on the way to another host.
+        it and drops credentials on the way to another host. `timeout` replaces the Gradio's own.
         """
+        timeout = timeout or self.timeout
         if hot:
             route = self._lean_route()
             if route is not None and url.startswith(route.origin):
                 return self._send_lean(route, method, url, body, stream)
         if not url.isascii():          # an IDNA host or path: let requests prepare it
-            resp = self._through_session(method, url, body, stream)
-            return self._redirected(resp, method, url, body, stream) if resp.is_redirect else resp
+            resp = self._through_session(method, url, body, stream, timeout)
+            return self._redirected(resp, method, url, body, stream, timeout) if resp.is_redirect else resp
         prepared = requests.PreparedRequest()
         prepared.method = method
         prepared.url = requote_uri(url)
@@ -379,11 +381,11 @@ class Gradio:
             prepared.headers["Content-Length"] = str(len(body))
             prepared.body = body
         session = self.session
-        resp = session.get_adapter(prepared.url).send(prepared, stream=stream, timeout=self.timeout,
+        resp = session.get_adapter(prepared.url).send(prepared, stream=stream, timeout=timeout,
                                                       verify=session.verify, cert=session.cert,
                                                       proxies=session.proxies)
         if resp.is_redirect:
-            return self._redirected(resp, method, url, body, stream)
+            return self._redirected(resp, method, url, body, stream, timeout)
         return resp
 
     def _lean_route(self) -> lean.Route | None:
@@ -404,11 +406,11 @@ class Gradio:
         resp = self.session.lean.send(route, (head + body) if body is not None else head, method,
                                       self.timeout, url)
         if resp.is_redirect:           # today's rule, through requests: the app's own host only
-            return self._redirected(resp, method, url, body, stream)
+            return self._redirected(resp, method, url, body, stream, self.timeout)
         return resp
 
     def _redirected(self, resp: Answer, method: str, url: str, body: bytes | None,
-                    stream: bool) -> requests.Response:
+                    stream: bool, timeout: tuple[float, float]) -> requests.Response:
         """Follow a redirect on the app's own host only (CONTRACT §11): a 307 to elsewhere must
         not carry the prompt or the credential there, nor its answer come back as the app's."""
         target = requests.compat.urljoin(url, resp.headers.get("Location", ""))
@@ -423,22 +425,27 @@ class Gradio:
         try:
             if resp.status_code == 303 or resp.status_code in (301, 302) and method == "POST":
                 method, body = "GET", None
-            return self._send(method, target, body, stream=stream)
+            return self._send(method, target, body, stream=stream, timeout=timeout)
         finally:
             self._hops -= 1
 
-    def _through_session(self, method: str, url: str, body: bytes | None, stream: bool) -> requests.Response:
+    def _through_session(self, method: str, url: str, body: bytes | None, stream: bool,
+                         timeout: tuple[float, float]) -> requests.Response:
         headers = dict(self.headers, **({"Content-Type": "application/json"} if body is not None else {}))
-        return self.session.request(method, url, data=body, headers=headers, timeout=self.timeout,
+        return self.session.request(method, url, data=body, headers=headers, timeout=timeout,
                                     stream=stream, allow_redirects=False)
 
     def cancel(self, event_id: str, session_hash: str | None, fn_index: int | None, path: str = "/cancel") -> None:
         """Best effort: the job may have ended already. `/cancel` on /call apps, `/reset` on the
-        queues of 3.x and 4.x (which read the fields they know and ignore the others)."""
+        queues of 3.x and 4.x (which read the fields they know and ignore the others).
+
+        Sent like every other call (CONTRACT §11): a redirect is followed on the app's own host
+        only, and the answer is closed unread, since nothing in it changes what the gateway does;
+        a hostile app's gzip bomb or endless body there costs nothing."""
         body = {"event_id": event_id, "session_hash": session_hash, "fn_index": fn_index}
+        payload = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
         with contextlib.suppress(Exception):
-            self.session.post(self.url(path), headers=self.headers, timeout=(2, 2),
-                              json={k: v for k, v in body.items() if v is not None}).close()
+            self._send("POST", self.url(path), payload, stream=True, timeout=CANCEL_TIMEOUT).close()
 
     def upload(self, name: str, content: bytes, mime: str) -> str:
         what = "upload"

@@ -1,9 +1,17 @@
 """A hostile "Gradio app": every answer is raw bytes a test chose, compressed, oversized or malformed.
 
-It speaks just enough of Gradio 6's protocol for the gateway to get to the part under attack:
-`/config`, `/gradio_api/info`, `POST /gradio_api/call/<api>` and `GET …/<event_id>`. Each of the
-four answers can be replaced by a test: `server.answers["info"] = raw_response(...)`. It records
-how many requests reached it and whether the connection of an event stream was closed.
+It speaks just enough of two of Gradio's protocols for the gateway to get to the part under attack:
+
+- Gradio 6's /call (CONFIG): `/config`, `/gradio_api/info`, `POST /gradio_api/call/<api>` ("call")
+  and `GET …/call/<api>/<event_id>` ("events"), and `POST /gradio_api/cancel` ("cancel").
+- Gradio 5's SSE queue (QUEUE_CONFIG, a generator, so its outputs come as diffs): `POST
+  /gradio_api/queue/join` ("join") and `GET /gradio_api/queue/data?session_hash=…` ("data"), whose
+  sse_v3 messages are `data: {"msg": …}` lines (queue_events), and `POST …/reset` ("reset").
+
+Any answer can be replaced by a test: `server.answers["info"] = response(...)`; "other" is what
+every other path gets. It records the requests that reached it, and when the connection that
+last carried each kind of answer was closed (`closed_at`): an answer the gateway closes unread
+shows there at once, a connection it keeps for reuse does not.
 """
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import gzip
 import json
 import socket
 import socketserver
+import struct
 import threading
 import time
 import zlib
@@ -46,20 +55,24 @@ def json_answer(value: Any, status: int = 200) -> Answer:
 
 
 def gzip_bomb(size: int, layers: int = 2) -> bytes:
-    """`size` zero bytes, gzipped `layers` times (two layers: a few KiB for hundreds of MiB)."""
-    data = _gzip_stream(size)
+    """`size` zero bytes, gzipped `layers` times (two layers: a few KiB for gigabytes)."""
+    data = _gzip_zeros(size)
     for _ in range(layers - 1):
         data = gzip.compress(data, 9)
     return data
 
 
-def _gzip_stream(size: int) -> bytes:
-    obj = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    block, parts = b"\0" * (1 << 20), []
+def _gzip_zeros(size: int) -> bytes:
+    """A gzip member of `size` zero bytes (whole MiBs), built without deflating them all: after a
+    full flush deflate starts afresh, so every MiB compresses to the same bytes (1 s for 2 GiB)."""
+    block = b"\0" * (1 << 20)
+    obj = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    piece = obj.compress(block) + obj.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
     for _ in range(size >> 20):
-        parts.append(obj.compress(block))
-    parts.append(obj.flush())
-    return b"".join(parts)
+        crc = zlib.crc32(block, crc)
+    return (b"\x1f\x8b\x08\x00\0\0\0\0\x02\xff" + piece * (size >> 20) + obj.flush()
+            + struct.pack("<II", crc, size & 0xFFFFFFFF))
 
 
 CONFIG = {"version": "6.31.0", "protocol": "sse_v3", "api_prefix": "/gradio_api",
@@ -78,8 +91,31 @@ def events(*frames: tuple[str, Any]) -> Answer:
     return response(200, headers={"Content-Type": "text/event-stream"}, chunks=[body])
 
 
+# Gradio 5.50's SSE queue, as the gateway speaks it to a 4.20-5.x app (apps.family): a generator
+# event, so from the second `process_generating` on, its outputs are diffs.
+QUEUE_CONFIG = {**CONFIG, "version": "5.50.0",
+                "dependencies": [{**CONFIG["dependencies"][0], "types": {"generator": True}}]}
+
+
+def queue_events(*messages: dict[str, Any]) -> Answer:
+    """An sse_v3 stream of queue messages (`data:` lines only, as Gradio sends them)."""
+    body = b"".join(b"data: " + json.dumps(m).encode() + b"\n\n" for m in messages)
+    return response(200, headers={"Content-Type": "text/event-stream"}, chunks=[body])
+
+
+def generating(data: Any) -> dict[str, Any]:
+    """A process_generating message: the full outputs the first time, a diff per output after."""
+    return {"msg": "process_generating", "event_id": "e1", "success": True,
+            "output": {"data": data, "is_generating": True}}
+
+
+def completed(data: Any) -> dict[str, Any]:
+    return {"msg": "process_completed", "event_id": "e1", "success": True,
+            "output": {"data": data, "is_generating": False}}
+
+
 class HostileGradio:
-    """The server; `answers` maps "config", "info", "call", "events" to what each gets."""
+    """The server; `answers` maps each kind of request (see the module's docstring) to its answer."""
 
     def __init__(self) -> None:
         self.answers: dict[str, Answer] = {}
@@ -103,9 +139,19 @@ class HostileGradio:
     def reset(self) -> None:
         self.answers = {"config": json_answer(CONFIG), "info": json_answer(INFO),
                         "call": json_answer({"event_id": "e1"}),
-                        "events": events(("complete", ["an answer"]))}
+                        "events": events(("complete", ["an answer"])),
+                        "join": json_answer({"event_id": "e1"}),
+                        "data": queue_events(completed(["an answer"])),
+                        "cancel": json_answer({"success": True}), "reset": json_answer(True)}
         self.seen: list[Request] = []
-        self.stream_closed_at: float | None = None
+        self.closed_at: dict[str, float] = {}
+
+    @property
+    def stream_closed_at(self) -> float | None:
+        return self.closed_at.get("events")
+
+    def routes_seen(self) -> list[str]:
+        return [self._route(r) for r in self.seen]
 
     def close(self) -> None:
         self._server.shutdown()
@@ -120,10 +166,16 @@ class HostileGradio:
             return "call"
         if "/call/" in req.path:
             return "events"
+        if "/queue/join" in req.path:
+            return "join"
+        if "/queue/data" in req.path:
+            return "data"
+        if req.method == "POST" and req.path.endswith(("/cancel", "/reset")):
+            return req.path.rsplit("/", 1)[1]
         return "other"
 
     def _handle(self, sock: socket.socket) -> None:
-        """Requests of one keep-alive connection; when it closes after an event stream, say when."""
+        """Requests of one keep-alive connection; when it closes, say when, under its last route."""
         sock.settimeout(60)
         reader = sock.makefile("rb")
         route = ""
@@ -146,5 +198,5 @@ class HostileGradio:
                     sock.sendall(piece)
         except OSError:
             pass
-        if route == "events":
-            self.stream_closed_at = time.monotonic()
+        if route:
+            self.closed_at[route] = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from ... import fastjson
-from ...concurrency import within
+from ...concurrency import cooperate, within
 from ...errors import UpstreamError, UpstreamUnavailable
 from ..protocol import Event
 
@@ -53,33 +53,80 @@ class Job:
         return False
 
 
-def apply_diff(value: Any, diff: Any) -> Any:
+class DiffWork:
+    """What applying output diffs costs, charged edit by edit (CONTRACT §11).
+
+    An edit's JSON is a few bytes, its cost is what it moves or copies: "add" and "delete" in
+    a list move the elements after the index, "append" copies the string or list it extends.
+    200,000 `["add", [0], 0]` in one message were 9.8 s of a blocked worker at a few MB. One
+    message may cost at most twice MAX_UPSTREAM_BYTES (its edits touch each output at most once
+    when an app is honest, and the outputs are at most its first snapshot plus what the diffs
+    add: two limits); past that it is a 502. Across messages, an honest app's appends cost the
+    length of what they extend each time, as much as reading the snapshot they make, which
+    every consumer of a snapshot does anyway: the worker yields every EDITS_PER_YIELD edits or
+    WORK_PER_YIELD units, so that cost never holds the worker up.
+    """
+
+    EDITS_PER_YIELD = 2048
+    WORK_PER_YIELD = 8 * 1024 * 1024          # elements moved or characters copied: a few ms
+
+    def __init__(self, limit: int) -> None:
+        self.limit = 2 * limit
+        self.message = 0
+        self.edits = 0
+        self.since_yield = 0
+
+    def start_message(self) -> None:
+        self.message = 0
+
+    def charge(self, units: int) -> None:
+        self.message += units
+        self.since_yield += units
+        self.edits += 1
+        if self.message > self.limit:
+            raise UpstreamError("The Gradio app sent output diffs too costly to apply (one message's edits "
+                                "move or copy over twice MAX_UPSTREAM_BYTES).")
+        if self.since_yield >= self.WORK_PER_YIELD or self.edits % self.EDITS_PER_YIELD == 0:
+            self.since_yield = 0
+            cooperate()
+
+
+def apply_diff(value: Any, diff: Any, work: DiffWork | None = None) -> Any:
     """Apply one output's diff of the sse_v2+ queues ([[action, path, value], …]) in place.
 
     gradio_client.utils.apply_diff does the same but deep-copies the whole output for every
     event, quadratic over a long stream (CONTRACT §11), and would make gradio_client a runtime
-    dependency for twenty lines; this edits in place and checks every step of a hostile diff.
+    dependency for twenty lines; this edits in place, checks every step of a hostile diff and
+    charges each edit's real cost to `work`.
     """
     if not isinstance(diff, list):
         raise UpstreamError("The Gradio app sent a malformed output diff.")
+    work = work or DiffWork(MAX_ANSWER_BYTES)
     for edit in diff:
         if not (isinstance(edit, list) and len(edit) == 3 and isinstance(edit[1], list)):
             raise UpstreamError("The Gradio app sent a malformed output diff.")
         action, path, new = edit
         try:
-            value = _edit(value, path, action, new)
+            value = _edit(value, path, action, new, work)
         except (LookupError, TypeError, ValueError):
             raise UpstreamError("The Gradio app sent an output diff that does not fit its output.") from None
     return value
 
 
-def _edit(target: Any, path: list[Any], action: str, new: Any) -> Any:
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list)) else 1
+
+
+def _edit(target: Any, path: list[Any], action: str, new: Any, work: DiffWork) -> Any:
     if not path:
         if action == "replace":
+            work.charge(1)
             return new
         if action == "append":
+            work.charge(_size(target) + _size(new))
             return target + new
         raise ValueError(action)
+    work.charge(len(path))
     parent = target
     for step in path[:-1]:
         parent = parent[step]
@@ -87,13 +134,17 @@ def _edit(target: Any, path: list[Any], action: str, new: Any) -> Any:
     if action == "replace":
         parent[last] = new
     elif action == "append":
+        work.charge(_size(parent[last]) + _size(new))
         parent[last] = parent[last] + new
     elif action == "add":
         if isinstance(parent, list):
+            work.charge(len(parent))
             parent.insert(int(last), new)
         else:
             parent[last] = new
     elif action == "delete":
+        if isinstance(parent, list):
+            work.charge(len(parent))
         del parent[int(last) if isinstance(parent, list) else last]
     else:
         raise ValueError(action)
@@ -112,6 +163,7 @@ class QueueMessages:
         # same limit, so an app cannot grow an answer without end in small appends.
         self.limit = limit
         self.grown = 0
+        self.work = DiffWork(limit)
 
     def read(self, msg: Any) -> Event | None:
         """The event a message means; None for one that says nothing to the gateway."""
@@ -138,7 +190,8 @@ class QueueMessages:
                 if self.grown > self.limit:
                     raise UpstreamError("The Gradio app sent an oversized answer (its output diffs add up "
                                         "to over MAX_UPSTREAM_BYTES).")
-                data = [apply_diff(old, diff) for old, diff in zip(self.outputs, data)]
+                self.work.start_message()
+                data = [apply_diff(old, diff, self.work) for old, diff in zip(self.outputs, data)]
             self.outputs = data
             return Event("generating", data)
         if kind == "process_completed":
