@@ -24,13 +24,20 @@ import orjson
 from flask.json.provider import DefaultJSONProvider
 
 
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_B = re.compile(rb"\d{19}")
+# Every ASCII digit marked 1, every other byte 0: a run of 19 digits is then a run of 19 ones,
+# which bytes' C search finds in ~4 ms a MiB. A regex, \d{19}, took 60 ms a MiB: 0.57 s of a
+# blocked worker for one 9.3 MB body (a data URL), before orjson's 0.05 s (issue 12: 9).
+_DIGIT_MARKS = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
+_LONG_DIGITS = b"\x01" * 19
+
+
+def _has_long_digits(data: bytes | bytearray | str) -> bool:
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    return _LONG_DIGITS in raw.translate(_DIGIT_MARKS)
 
 
 def loads(data: bytes | bytearray | str) -> Any:
-    long_digits = _LONG_DIGITS if isinstance(data, str) else _LONG_DIGITS_B
-    if long_digits.search(data) is None:
+    if not _has_long_digits(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
