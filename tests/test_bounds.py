@@ -264,8 +264,9 @@ def test_one_url_named_by_200_parts_is_fetched_and_uploaded_once(make_faulty_app
     uploads = fresh_faulty.counts["uploads"]
     url = f"http://127.0.0.1:{fresh_faulty.port}/steady/image.png"
     resp = client.post("/v1/chat/completions", json={
-        "model": "vision", "messages": [{"role": "user", "content": image_parts([url] * 200)}]})
+        "model": "vision", "n": 3, "messages": [{"role": "user", "content": image_parts([url] * 200)}]})
     assert resp.status_code == 200, resp.get_json()
+    assert len(resp.get_json()["choices"]) == 3
     assert len([s for s in fresh_faulty.seen if s.path == "/image.png"]) == 1
     assert fresh_faulty.counts["uploads"] - uploads == 1
 
