@@ -28,19 +28,21 @@ def _too_big(limit: int) -> InvalidRequest:
 
 
 def decode_data_url(url: str, limit: int, reserve: Reserve = lambda size: None) -> tuple[bytes, str]:
-    """The bytes and MIME type of a data URL, with one copy of the payload on the way: the
-    URL can be the whole 10 MiB body, and 40 bodies at once were a gigabyte (issue 12: 9)."""
+    """The bytes and MIME type of a data URL; reserve(size) is told the most it will hold. The
+    payload is decoded a slice at a time, never copied whole: the URL can be the whole 10 MiB
+    body, and 40 such requests at once took a gigabyte (issue 12: 9)."""
     comma = url.find(",")
     if comma < 0:
         raise InvalidRequest("An image data URL is malformed.", param=PARAM)
     header = url[5:comma]
     mime = header.split(";")[0] or "application/octet-stream"
-    if (len(url) - comma - 1) * 3 // 4 > limit + 3:
+    encoded = header.endswith(";base64")
+    size = (len(url) - comma - 1) * 3 // 4 if encoded else len(url) - comma - 1   # at most, decoded
+    if encoded and size > limit + 3:
         raise _too_big(limit)
-    reserve((len(url) - comma - 1) * 3 // 4)
+    reserve(size)
     try:
-        content = (_b64decode(url, comma + 1) if header.endswith(";base64")
-                   else unquote_to_bytes(url[comma + 1:]))
+        content = _b64decode(url, comma + 1) if encoded else unquote_to_bytes(url[comma + 1:])
     except (binascii.Error, ValueError):
         raise InvalidRequest("An image data URL has invalid base64.", param=PARAM) from None
     if len(content) > limit:
