@@ -17,7 +17,6 @@ orjson's output is compact and UTF-8, what the gateway's stream writer asked of 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
