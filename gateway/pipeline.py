@@ -83,7 +83,9 @@ def start(state: Any, chat: ChatRequest, headers: Mapping[str, str],
     credential = credentials.resolve(headers, state.settings, ticket.hf_token)
     # Every run watches the client's socket (one more read watcher on the event loop each), so
     # a client that leaves is noticed while any of them is still working.
-    runs = [state.upstream.start(model, upstream_chat, credential, client_socket) for _ in range(chat.n)]
+    # The runs share the request's images: each URL fetched once, uploaded once per app.
+    images = state.upstream.images(runs=chat.n)
+    runs = [state.upstream.start(model, upstream_chat, credential, client_socket, images) for _ in range(chat.n)]
     source = runs[0] if len(runs) == 1 else Fanout(runs)
     # Metered for the key: its stream slot is freed and its tokens counted when the answer ends.
     return Answer(chat, model, ticket.follow(chat, source), plan)

@@ -32,6 +32,7 @@ FAULTY_APPS: dict[str, dict[str, Any]] = {
     "vision": {"multimodal": True},                 # takes files: image_url parts are fetched
     "wanderer": {},                                 # redirects elsewhere when told to
     "plain": {"generator": False},                  # does not stream: the gateway pseudo-streams it
+    "layout": {"components": 400},                  # a /config of 400 KiB, as real apps have: the cache test's
 }
 
 # A gunicorn config for probing the worker: gunicorn.conf.py plus a hook that answers, on a

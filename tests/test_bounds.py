@@ -3,7 +3,9 @@ costs more than linear CPU, bounded memory and bounded time, and the worker keep
 `/healthz` within a second while it is under attack.
 
 Each attack goes through a live gunicorn (one gevent worker) in front of the misbehaving
-stand-in (tests/standins/faulty.py); a probe thread measures `/healthz` latency throughout.
+stand-in (tests/standins/faulty.py), while a probe in a process of its own
+(tests/health_probe.py) measures `/healthz` latency throughout. Finding 8 (made-up tokens and
+the metadata cache) is in tests/test_cache.py, the hostile apps in tests/test_hostile_apps.py.
 The figures in the README's "Guarantees" section are what these tests print (`-s`).
 """
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,12 +23,15 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from gateway.upstream.image_store import IMAGE_BYTES_IN_FLIGHT
 from tests.fixtures_faults import ProbedGunicorn
 from tests.health_probe import HEALTHY, HealthProbe
 from tests.standins.faulty import Fault, FaultyGradio
 
 OPERATOR_TOKEN = "hf_operatorSecretToken0987654321fedcba"
 GATEWAY_KEY = "sk-gateway-key-for-tests-0123456789"
+MIB = 1024 * 1024
+SLACK = 128 * MIB           # one request's parse (its body three times over) and the allocator's slack
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +232,8 @@ def test_clients_that_send_extra_bytes_and_hang_up_get_their_jobs_cancelled(gate
 def test_malformed_chunked_framing_is_a_400(probed_gunicorn, size_line):
     head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n")
-    with socket.create_connection(("127.0.0.1", probed_gunicorn.port), timeout=10) as sock:
+    with HealthProbe(probed_gunicorn.url) as probe, socket.create_connection(
+            ("127.0.0.1", probed_gunicorn.port), timeout=10) as sock:
         sock.sendall(head + size_line + b"\r\n{\"a\":\r\n0\r\n\r\n")
         answer = b""
         try:
@@ -236,6 +244,7 @@ def test_malformed_chunked_framing_is_a_400(probed_gunicorn, size_line):
     status = answer.split(b"\r\n", 1)[0].split(b" ")[1:2]
     assert status == [b"400"], answer[:300]
     assert "Traceback" not in probed_gunicorn.output()
+    assert probe.healthy
 
 
 # ---------------------------------------------------------------- 15: many empty messages
@@ -259,27 +268,84 @@ def image_parts(urls: list[str]) -> list[dict[str, Any]]:
     return [{"type": "text", "text": "look"}] + [{"type": "image_url", "image_url": {"url": u}} for u in urls]
 
 
-def test_one_url_named_by_200_parts_is_fetched_and_uploaded_once(make_faulty_app, fresh_faulty):
-    client = make_faulty_app(ALLOW_PRIVATE_IMAGE_URLS="true", MAX_IMAGES_PER_REQUEST="200").test_client()
-    uploads = fresh_faulty.counts["uploads"]
+def test_one_url_named_by_200_parts_is_fetched_and_uploaded_once(chatty, fresh_faulty):
+    """200 parts naming one URL were 200 fetches and uploads; with n: 3, every run fetched again."""
     url = f"http://127.0.0.1:{fresh_faulty.port}/steady/image.png"
-    resp = client.post("/v1/chat/completions", json={
-        "model": "vision", "messages": [{"role": "user", "content": image_parts([url] * 200)}]})
-    assert resp.status_code == 200, resp.get_json()
+    uploads = fresh_faulty.counts["uploads"]
+    with HealthProbe(chatty.url) as probe:
+        started = time.monotonic()
+        resp = requests.post(chatty.url + "/v1/chat/completions", timeout=60, json={
+            "model": "vision", "n": 3, "messages": [{"role": "user", "content": image_parts([url] * 200)}]})
+        elapsed = time.monotonic() - started
+    report(9, "200 parts naming one URL, n: 3", elapsed, probe)
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["choices"]) == 3
     assert len([s for s in fresh_faulty.seen if s.path == "/image.png"]) == 1
     assert fresh_faulty.counts["uploads"] - uploads == 1
+    assert probe.healthy
 
 
-@pytest.mark.parametrize("count", [17, 1_000])
-def test_more_image_parts_than_the_limit_are_a_400_naming_the_part(make_faulty_app, fresh_faulty, count):
-    """16 by default (MAX_IMAGES_PER_REQUEST); 1,000 parts were a 500 (the upload counter ran out)."""
+@pytest.mark.parametrize("count", [201, 1_000])
+def test_more_image_parts_than_the_limit_are_a_400_naming_the_part(chatty, fresh_faulty, count):
+    """MAX_IMAGES_PER_REQUEST (200 on this gateway, 16 by default); 1,000 parts were a 500 (the
+    upload counter ran out)."""
     data_url = "data:image/png;base64,iVBORw0KGgo="
     uploads = fresh_faulty.counts["uploads"]
-    resp = make_faulty_app().test_client().post("/v1/chat/completions", json={
-        "model": "vision", "messages": [{"role": "user", "content": image_parts([data_url] * count)}]})
-    assert resp.status_code == 400, resp.get_json()
-    assert resp.get_json()["error"]["param"] == "messages[0].content[17]"
+    with HealthProbe(chatty.url) as probe:
+        resp = requests.post(chatty.url + "/v1/chat/completions", timeout=60, json={
+            "model": "vision", "messages": [{"role": "user", "content": image_parts([data_url] * count)}]})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == "messages[0].content[201]"
     assert fresh_faulty.counts["uploads"] == uploads
+    assert probe.healthy
+
+
+def worker_kib(pid: int, field: str) -> int:
+    """A field of /proc/<pid>/status in KiB: VmRSS now, VmHWM the peak since clear_refs."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_40_concurrent_7_mib_inline_images_stay_within_the_workers_budget(faulty, faulty_models_file, tmp_path,
+                                                                          fresh_faulty):
+    """Each request's body is a 9.3 MB data URL; its decoded bytes and upload were two copies
+    more, with nothing bounding them across requests: 40 at once took the worker's peak RSS up
+    by 1,030 MiB. Now the peak is the bodies plus IMAGE_BYTES_IN_FLIGHT (and one request's
+    parse and the allocator's slack, SLACK): the requests over the budget wait for it."""
+    server = ProbedGunicorn(faulty_models_file, tmp_path, UPSTREAM_IDLE_TIMEOUT="30", UPSTREAM_TOTAL_TIMEOUT="120")
+    try:
+        server.wait_ready()
+        assert chat(server.url, "vision").status_code == 200        # the app's metadata read: not the attack
+        url = "data:image/png;base64," + base64.b64encode(os.urandom(7 * 1024 * 1024)).decode()
+        body = json.dumps({"model": "vision", "messages": [{"role": "user", "content": image_parts([url])}]})
+        clients, pid, uploads = 40, server.probe()["pid"], fresh_faulty.counts["uploads"]
+        before = worker_kib(pid, "VmRSS")
+        Path(f"/proc/{pid}/clear_refs").write_text("5")        # VmHWM starts again from VmRSS
+        start, statuses = threading.Barrier(clients), []
+
+        def send() -> None:
+            start.wait(30)
+            statuses.append(requests.post(server.url + "/v1/chat/completions", data=body, timeout=120,
+                                          headers={"Content-Type": "application/json"}).status_code)
+        with HealthProbe(server.url) as probe:
+            started = time.monotonic()
+            threads = [threading.Thread(target=send) for _ in range(clients)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(150)
+            elapsed = time.monotonic() - started
+        grown = (worker_kib(pid, "VmHWM") - before) * 1024
+    finally:
+        server.stop()
+    bound = clients * len(body) + IMAGE_BYTES_IN_FLIGHT + SLACK
+    report(9, f"{clients} concurrent 7 MiB data URLs: peak RSS +{grown / MIB:.0f} MiB "
+              f"(bound {bound / MIB:.0f} MiB)", elapsed, probe)
+    assert statuses == [200] * clients
+    assert fresh_faulty.counts["uploads"] - uploads == clients
+    assert grown < bound and probe.healthy
 
 
 # ---------------------------------------------------------------- 14: the operator's token
@@ -297,40 +363,62 @@ def assert_no_token(text: str, token: str) -> None:
         assert needle not in text, text[:500]
 
 
+@pytest.fixture(scope="module")
+def keyed(faulty: FaultyGradio, faulty_models_file: Path,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbedGunicorn]:
+    """A live gateway for key holders, spending the operator's HF_TOKEN (timeouts that a busy
+    machine does not reach)."""
+    server = ProbedGunicorn(faulty_models_file, tmp_path_factory.mktemp("keyed"), GATEWAY_API_KEYS=GATEWAY_KEY,
+                            HF_TOKEN=OPERATOR_TOKEN, UPSTREAM_IDLE_TIMEOUT="10", UPSTREAM_TOTAL_TIMEOUT="30")
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+def key_holder_chat(keyed: ProbedGunicorn, stream: bool = False) -> requests.Response:
+    return requests.post(keyed.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+                         timeout=60, json={"model": "faulty", "stream": stream,
+                                           "messages": [{"role": "user", "content": "x"}]})
+
+
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("piece", [0, 5])
-def test_the_operator_token_echoed_by_an_app_never_reaches_a_key_holder(make_faulty_app, fresh_faulty,
-                                                                        stream, piece):
+def test_the_operator_token_echoed_by_an_app_never_reaches_a_key_holder(keyed, fresh_faulty, stream, piece):
     """An app that echoes its credential (in any of these forms, streamed in pieces) gives the key
     holder `[redacted]` instead: HF_TOKEN is spent for key holders, never shown to them."""
-    client = make_faulty_app(GATEWAY_API_KEYS=GATEWAY_KEY, HF_TOKEN=OPERATOR_TOKEN, UPSTREAM_IDLE_TIMEOUT="10",
-                             UPSTREAM_TOTAL_TIMEOUT="30").test_client()     # not the timeouts on a busy machine
     echo = " | ".join(token_forms(OPERATOR_TOKEN)) + " | the end"
     fresh_faulty.apps["faulty"].inject(Fault("stream", message=echo, size=piece))
-    resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
-                       json={"model": "faulty", "stream": stream, "messages": [{"role": "user", "content": "x"}]})
+    with HealthProbe(keyed.url) as probe:
+        resp = key_holder_chat(keyed, stream)
     assert resp.status_code == 200
-    text = resp.get_data(as_text=True)
-    assert_no_token(text, OPERATOR_TOKEN)
-    if stream:
-        lines = [line[6:] for line in text.split("\n\n") if line.startswith("data: {")]
-        content = "".join(json.loads(line)["choices"][0]["delta"].get("content") or ""
-                          for line in lines if json.loads(line)["choices"])
-    else:
-        content = resp.get_json()["choices"][0]["message"]["content"]
+    assert_no_token(resp.text, OPERATOR_TOKEN)
+    content = streamed_content(resp) if stream else resp.json()["choices"][0]["message"]["content"]
     assert_no_token(content, OPERATOR_TOKEN)
     assert content.count("[redacted]") == 6 and content.endswith(" | the end"), content
+    assert probe.healthy
 
 
 @pytest.mark.parametrize("form", range(6))
-def test_the_operator_token_in_an_app_error_is_redacted_in_every_form(make_faulty_app, fresh_faulty, form):
-    client = make_faulty_app(GATEWAY_API_KEYS=GATEWAY_KEY, HF_TOKEN=OPERATOR_TOKEN).test_client()
+def test_the_operator_token_in_an_app_error_is_redacted_in_every_form(keyed, fresh_faulty, form):
     message = f"bad credential {token_forms(OPERATOR_TOKEN)[form]}"
     fresh_faulty.apps["faulty"].inject(Fault("app_error", message=message))
-    resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
-                       json={"model": "faulty", "messages": [{"role": "user", "content": "x"}]})
+    with HealthProbe(keyed.url) as probe:
+        resp = key_holder_chat(keyed)
     assert resp.status_code == 502
-    assert_no_token(resp.get_data(as_text=True), OPERATOR_TOKEN)
+    assert_no_token(resp.text, OPERATOR_TOKEN)
+    assert probe.healthy
+
+
+# ---------------------------------------------------------------- 17: file outputs
+
+def test_a_javascript_url_of_a_file_output_is_not_a_link(gateway, fresh_faulty):
+    fresh_faulty.apps["faulty"].inject(Fault("file", message="javascript:alert(document.cookie)"))
+    with HealthProbe(gateway) as probe:
+        resp = chat(gateway, "faulty")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["message"]["content"] == "click.png"
+    assert probe.healthy
 
 
 # ---------------------------------------------------------------- 11, 18, 19: logs and odd paths
@@ -338,9 +426,10 @@ def test_the_operator_token_in_an_app_error_is_redacted_in_every_form(make_fault
 @pytest.fixture(scope="module")
 def chatty(faulty: FaultyGradio, faulty_models_file: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbedGunicorn]:
-    """A live gateway that logs everything, as text, and fetches images from 127.0.0.1."""
+    """A live gateway that logs everything, as text, and fetches images from 127.0.0.1, up to 200
+    a request."""
     server = ProbedGunicorn(faulty_models_file, tmp_path_factory.mktemp("chatty"), LOG_LEVEL="DEBUG",
-                            LOG_FORMAT="text", ALLOW_PRIVATE_IMAGE_URLS="true")
+                            LOG_FORMAT="text", ALLOW_PRIVATE_IMAGE_URLS="true", MAX_IMAGES_PER_REQUEST="200")
     try:
         yield server.wait_ready()
     finally:
@@ -357,8 +446,10 @@ def raw_get(port: int, target: bytes, host: bytes = b"gateway") -> bytes:
 
 
 def test_a_path_cannot_forge_access_log_lines(chatty):
-    answer = raw_get(chatty.port, b"/v1/nope%0a2030-01-01%2000:00:00,000%20INFO%20[1]%20gateway.access:"
-                                  b"%20FORGED%20request_id=evil%20status=200")
+    with HealthProbe(chatty.url) as probe:
+        answer = raw_get(chatty.port, b"/v1/nope%0a2030-01-01%2000:00:00,000%20INFO%20[1]%20gateway.access:"
+                                      b"%20FORGED%20request_id=evil%20status=200")
+    assert probe.healthy
     assert b" 404 " in answer.split(b"\r\n", 1)[0]
     def access_lines() -> list[str]:
         return [line for line in chatty.output().splitlines() if " gateway.access: " in line and "nope" in line]
@@ -372,7 +463,9 @@ def test_a_path_cannot_forge_access_log_lines(chatty):
 
 @pytest.mark.parametrize("target", [b"//v1/models", b"//evil.example/v1/models", b"/v1//models", b"//"])
 def test_double_slash_paths_get_the_contracts_404(chatty, target):
-    answer = raw_get(chatty.port, target, host=b"evil.example")
+    with HealthProbe(chatty.url) as probe:
+        answer = raw_get(chatty.port, target, host=b"evil.example")
+    assert probe.healthy
     head, _, body = answer.partition(b"\r\n\r\n")
     assert b" 404 " in head.split(b"\r\n", 1)[0], answer[:300]
     assert b"\r\nx-request-id: " in head.lower() and b"location:" not in head.lower()
@@ -381,9 +474,11 @@ def test_double_slash_paths_get_the_contracts_404(chatty, target):
 
 def test_debug_logs_carry_no_query_strings_of_image_urls(chatty, fresh_faulty):
     url = f"http://127.0.0.1:{fresh_faulty.port}/steady/image.png?X-Amz-Signature=sekrit0123456789"
-    resp = requests.post(chatty.url + "/v1/chat/completions", timeout=30, json={
-        "model": "vision", "messages": [{"role": "user", "content": image_parts([url])}]})
+    with HealthProbe(chatty.url) as probe:
+        resp = requests.post(chatty.url + "/v1/chat/completions", timeout=30, json={
+            "model": "vision", "messages": [{"role": "user", "content": image_parts([url])}]})
     assert resp.status_code == 200, resp.text
+    assert probe.healthy
     assert [s for s in fresh_faulty.seen if s.path == "/image.png"], "the image was not fetched"
     output = chatty.output()
     assert "/steady/image.png" in output, "no DEBUG line about the fetch: the test proves nothing"

@@ -183,3 +183,56 @@ def test_app_errors_do_not_rebuild_the_metadata(gateway: Any, apps: dict[str, st
     for _ in range(3):
         assert client.post("/v1/chat/completions", json=chat()).status_code == 502
     assert cache.misses == 1
+
+
+# ---------------------------------------------------------------- issue 12, finding 8, live
+
+@pytest.fixture(scope="module")
+def live(faulty: Any, faulty_models_file: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A live gunicorn worker in front of the stand-in, whose RSS can be read."""
+    from tests.fixtures_faults import ProbedGunicorn
+
+    server = ProbedGunicorn(faulty_models_file, tmp_path_factory.mktemp("cache"), UPSTREAM_IDLE_TIMEOUT="20",
+                            UPSTREAM_TOTAL_TIMEOUT="60")
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+def test_300_made_up_tokens_read_a_public_apps_metadata_once_in_a_live_worker(live: Any, fresh_faulty: Any) -> None:
+    """Issue 12, finding 8: each invented `hf_…` bearer got its own entry of the app's metadata
+    (a /config and an /info fetch each, other apps evicted, RSS growing with every entry). The
+    app's /config is 400 KiB here, as real apps' are."""
+    import requests
+
+    from tests.health_probe import HealthProbe
+
+    def ask(token: str | None) -> int:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.post(live.url + "/v1/chat/completions", json={**chat(), "model": "layout"},
+                             headers=headers, timeout=60).status_code
+
+    def metadata_fetches() -> int:
+        return sum(1 for s in fresh_faulty.requests_to("layout") if s.path in ("/config", "/gradio_api/info"))
+
+    assert ask(None) == 200                         # the app's metadata, read once: not the attack
+    before, fetched = live.probe()["rss_kib"], metadata_fetches()
+    tokens = [f"hf_madeUp{i:04d}abcdefghijklmnopqrstuv" for i in range(300)]
+    statuses: list[int] = []
+    with HealthProbe(live.url) as probe:
+        started = time.monotonic()
+        threads = [threading.Thread(target=lambda part=tokens[i::10]: statuses.extend(ask(t) for t in part))
+                   for i in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        elapsed = time.monotonic() - started
+    grown = (live.probe()["rss_kib"] - before) / 1024
+    fetches = metadata_fetches() - fetched
+    print(f"\nfinding 8: 300 made-up tokens: {fetches} metadata fetches, RSS +{grown:.0f} MiB, {elapsed:.1f}s, "
+          f"/healthz worst {probe.worst * 1000:.0f} ms")
+    assert statuses == [200] * 300
+    assert fetches == 0
+    assert grown < 16 and probe.healthy

@@ -20,7 +20,8 @@ from .apps import App, load_app
 from .cache import PUBLIC, AppCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
-from .images import UploadOnce, fetch_image, file_name, guard_image_session
+from .image_store import IMAGE_BYTES_IN_FLIGHT, ByteBudget, RequestImages, RunImages
+from .images import Reserve, fetch_image, guard_image_session
 from . import wire
 from .mapping import Plan, build_plan
 from .protocol import Gradio, UpstreamUnreachable, retry_after_from
@@ -94,27 +95,39 @@ class Upstream:
         self.image_session = (make_session(settings) if settings.allow_private_image_urls
                               else guard_image_session(make_session(settings)))
         self.apps: AppCache[App] = AppCache(settings.cache_size, settings.cache_ttl)
+        self.image_budget = ByteBudget(IMAGE_BYTES_IN_FLIGHT)     # image bytes this worker holds at once
 
     @property
     def timeouts(self) -> tuple[float, float]:
         return (self.settings.connect_timeout, self.settings.idle_timeout + 1.0)
 
     def start(self, model: Model, chat: ChatRequest, credential: Credential,
-              client_socket: socket.socket | None = None) -> Run:
-        """Begin the upstream work for one request; errors come out of the Run."""
+              client_socket: socket.socket | None = None, images: RequestImages | None = None) -> Run:
+        """Begin the upstream work for one request (or one of its n runs, sharing `images`);
+        errors come out of the Run."""
         run = Run(self.settings, client_socket)
-        return run.start(lambda r: self._execute_redacted(r, model, chat, credential))
+        view = (images or self.images(runs=1)).view(run)
+        return run.start(lambda r: self._execute_redacted(r, model, chat, credential, view))
 
-    def _execute_redacted(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
+    def images(self, runs: int) -> RequestImages:
+        """The images of one request of `runs` runs: fetched once, uploaded once per app."""
+        return RequestImages(self._fetch_image, self.image_budget, runs)
+
+    def _execute_redacted(self, run: Run, model: Model, chat: ChatRequest, credential: Credential,
+                          images: RunImages) -> None:
         """An app that echoes the credential it got (in an error event or body) must not put it in ours."""
         try:
-            self.pools.execute(run, model, credential, lambda member: self._execute(run, member, chat, credential))
+            self.pools.execute(run, model, credential,
+                               lambda member: self._execute(run, member, chat, credential, images))
         except GatewayError as exc:
             raise exc.redact(credential.token, credential.ip_token)
+        finally:
+            images.end()
 
     # ------------------------------------------------------------ the job
 
-    def _execute(self, run: Run, model: Model, chat: ChatRequest, credential: Credential) -> None:
+    def _execute(self, run: Run, model: Model, chat: ChatRequest, credential: Credential,
+                 images: RunImages) -> None:
         """Attempt the job; retry only where no prompt ran twice and nothing reached the client.
 
         - a transient failure before the app accepted the job: up to RETRIES times, with backoff;
@@ -127,7 +140,7 @@ class Upstream:
             run.accepted = False
             try:
                 app = self.app_for(model, credential, run.deadline)
-                self._attempt(run, app, model, chat, credential)
+                self._attempt(run, app, model, chat, credential, images)
                 return
             except UpstreamUnreachable as exc:
                 if run.accepted or run.emitted or run.closed or transient >= RETRIES or \
@@ -234,19 +247,16 @@ class Upstream:
                               credential.app_headers())
         return info.host
 
-    def _upload(self, gradio: Gradio, url: str, index: int) -> dict[str, Any]:
-        content, mime = fetch_image(self.image_session, url, limit=self.settings.max_image_bytes,
-                                    allow_private=self.settings.allow_private_image_urls,
-                                    timeout=self.timeouts)
-        name = file_name(mime, index)
-        path = gradio.upload(name, content, mime)
-        return {"path": path, "orig_name": name, "mime_type": mime, "size": len(content),
-                "meta": {"_type": "gradio.FileData"}}
+    def _fetch_image(self, url: str, deadline: float, reserve: Reserve) -> tuple[bytes, str]:
+        return fetch_image(self.image_session, url, limit=self.settings.max_image_bytes,
+                           allow_private=self.settings.allow_private_image_urls, timeout=self.timeouts,
+                           deadline=deadline, reserve=reserve)
 
-    def _attempt(self, run: Run, app: App, model: Model, chat: ChatRequest, credential: Credential) -> None:
+    def _attempt(self, run: Run, app: App, model: Model, chat: ChatRequest, credential: Credential,
+                 images: RunImages) -> None:
         gradio = self._gradio(app.base_url, credential, app.api_prefix)
         plan = build_plan(app, model.api_name, model.flags, chat,
-                          upload=UploadOnce(lambda url, index: self._upload(gradio, url, index)))
+                          upload=lambda url: images.upload(app, url, gradio.upload))
         first = plan.endpoint
         if first.follower is None:
             self._answer(run, wire.start(gradio, app, first, app.inputs_for(first, plan.data)), plan,

@@ -47,6 +47,7 @@ class Fault:
       app_error     send Gradio's `error` event with `message`
       output        answer with `message` as the output (any text, lone surrogates included)
       stream        stream `message` as growing snapshots, `size` characters more each (0: a word more)
+      file          answer with a file output (Gradio's FileData) whose URL is `message`
     """
 
     kind: str
@@ -101,7 +102,7 @@ class App:
 
     def __init__(self, server: "FaultyGradio", name: str, *, words: int = 3, interval: float = 0.0,
                  multimodal: bool = False, gate: int = 0, heartbeat: float = 0.2,
-                 generator: bool = True) -> None:
+                 generator: bool = True, components: int = 0) -> None:
         self.server = server
         self.name = name
         self.words = words              # the reply streams this many words
@@ -110,6 +111,7 @@ class App:
         self.gate = gate                # hold every stream (heartbeating) until this many are open at once
         self.heartbeat = heartbeat      # seconds between two heartbeats
         self.generator = generator      # False: the endpoint does not stream (the gateway pseudo-streams)
+        self.components = components    # layout components of 1 KiB each in /config: a real app's size
         self.streaming = 0              # this app's open event streams
         self.peak = 0                   # the most that were open at once
         self.version = 1
@@ -135,7 +137,9 @@ class App:
         api_name, _ = _chat_api(self.version, self.multimodal)
         return {"version": "6.31.0", "protocol": "sse_v3", "api_prefix": "/gradio_api",
                 "dependencies": [{"id": 3, "api_name": api_name, "types": {"generator": self.generator},
-                                  "api_visibility": "public"}]}
+                                  "api_visibility": "public"}],
+                "components": [{"id": 100 + i, "type": "markdown", "props": {"value": f"{i:04d}" * 256}}
+                               for i in range(self.components)]}
 
     def info(self) -> dict[str, Any]:
         api_name, params = _chat_api(self.version, self.multimodal)
@@ -434,6 +438,10 @@ class FaultyGradio:
             text = "x" * fault.size if fault.kind == "enormous" else (fault.message or "")
             await send("generating", [text[: fault.size // 2], None])
             await send("complete", [text, None])
+            return
+        if fault and fault.kind == "file":
+            await send("complete", [{"url": fault.message, "path": "click.png", "orig_name": "click.png",
+                                     "meta": {"_type": "gradio.FileData"}}, None])
             return
         if fault and fault.kind == "stream":
             text = fault.message or ""
