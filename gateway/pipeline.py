@@ -75,7 +75,7 @@ def start(state: Any, chat: ChatRequest, headers: Mapping[str, str],
           client_socket: socket.socket | None) -> Answer:
     """Validate what needs the model, then start the request's upstream work."""
     note_requested_model(chat.model)                                 # the access line names it
-    check_image_count(chat.messages, state.settings.max_images_per_request)
+    with_images = check_image_count(chat.messages, state.settings.max_images_per_request) > 0
     model = state.registry.get(chat.model)                          # 404 on unknown model
     ticket = admission.admit(state, model.id)                        # 404/429 by the key's allow-list and limits
     plan = emulation.for_request(model, chat)                        # 400 tools_not_supported
@@ -84,7 +84,8 @@ def start(state: Any, chat: ChatRequest, headers: Mapping[str, str],
     # Every run watches the client's socket (one more read watcher on the event loop each), so
     # a client that leaves is noticed while any of them is still working.
     # The runs share the request's images: each URL fetched once, uploaded once per app.
-    images = state.upstream.images(runs=chat.n)
+    # (None without images: a chat of text keeps no image store for as long as it streams.)
+    images = state.upstream.images(runs=chat.n) if with_images else None
     runs = [state.upstream.start(model, upstream_chat, credential, client_socket, images) for _ in range(chat.n)]
     source = runs[0] if len(runs) == 1 else Fanout(runs)
     # Metered for the key: its stream slot is freed and its tokens counted when the answer ends.

@@ -166,8 +166,8 @@ def fetch_image(session: requests.Session, url: str, *, limit: int, allow_privat
     return bytes(body), mime
 
 
-def check_image_count(messages: list[Any], limit: int) -> None:
-    """400 naming the first image_url part past MAX_IMAGES_PER_REQUEST (CONTRACT §3)."""
+def check_image_count(messages: list[Any], limit: int) -> int:
+    """The number of image_url parts; 400 naming the first past MAX_IMAGES_PER_REQUEST (CONTRACT §3)."""
     seen = 0
     with_parts = [i for i, message in enumerate(messages) if type(message.content) is list]
     for i in with_parts:
@@ -177,6 +177,7 @@ def check_image_count(messages: list[Any], limit: int) -> None:
                 raise InvalidRequest(f"A request may carry at most {limit} images "
                                      f"(MAX_IMAGES_PER_REQUEST).", param=f"messages[{i}].content[{j}]",
                                      code="too_many_images")
+    return seen
 
 
 def file_name(mime: str, index: int) -> str:

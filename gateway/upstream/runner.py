@@ -20,7 +20,7 @@ from .apps import App, load_app
 from .cache import PUBLIC, AppCache
 from .deltas import Delta, SnapshotDiffer, word_chunks
 from .hub import SLEEPING, check_stage, space_info, wait_awake
-from .image_store import IMAGE_BYTES_IN_FLIGHT, ByteBudget, RequestImages, RunImages
+from .image_store import IMAGE_BYTES_IN_FLIGHT, NO_IMAGES, ByteBudget, RequestImages, RunImages
 from .images import Reserve, fetch_image, guard_image_session
 from . import wire
 from .mapping import Plan, build_plan
@@ -103,10 +103,10 @@ class Upstream:
 
     def start(self, model: Model, chat: ChatRequest, credential: Credential,
               client_socket: socket.socket | None = None, images: RequestImages | None = None) -> Run:
-        """Begin the upstream work for one request (or one of its n runs, sharing `images`);
-        errors come out of the Run."""
+        """Begin the upstream work for one request (or one of its n runs, sharing `images`, the
+        request's image store, None when it has no image); errors come out of the Run."""
         run = Run(self.settings, client_socket)
-        view = (images or self.images(runs=1)).view(run)
+        view = images.view(run) if images is not None else NO_IMAGES
         return run.start(lambda r: self._execute_redacted(r, model, chat, credential, view))
 
     def images(self, runs: int) -> RequestImages:
