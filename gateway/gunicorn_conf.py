@@ -138,13 +138,27 @@ def on_starting(server):
     server.handle_int = server.handle_term
 
 
-def post_worker_init(worker):
+def post_fork(server, worker):
     """Ctrl-C in a terminal signals the whole process group: let the master alone stop the workers.
 
     A worker that took the SIGINT itself quit inside gevent's hub and printed a traceback; the
-    master's SIGINT stops every worker anyway.
+    master's SIGINT stops every worker anyway. Set here, before the worker installs its signal
+    handlers (it takes SIGINT as SIGQUIT), so that a worker still loading the app when Ctrl-C
+    comes ignores it too (post_worker_init runs only once the app is loaded).
     """
+    quit_now = worker.handle_quit
+
+    def handle_quit(sig, frame):
+        if sig != signal.SIGINT:
+            quit_now(sig, frame)
+
+    worker.handle_quit = handle_quit
+
+
+def post_worker_init(worker):
+    """The app is loaded: the worker serves from now on (gunicorn logs only "Booting worker")."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
 
 
 def child_exit(server, worker):

@@ -222,6 +222,12 @@ def open_stream(url: str, opened: threading.Semaphore, results: dict[int, str], 
     results[i] = "\n".join(seen)
 
 
+def both_workers_ready(server: Gunicorn) -> None:
+    """/healthz answers once one worker is up: a worker still loading the app reads the files
+    as they are then, the broken edit included (it failed to boot, which no SIGHUP caused)."""
+    wait_for(lambda: server.output().count("Worker ready (pid:") >= 2, server, "both workers ready")
+
+
 def wait_for(predicate: Any, server: Gunicorn, what: str, deadline: float = 30) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
@@ -272,6 +278,7 @@ def test_sighup_refuses_a_bad_models_file_and_applies_a_good_one_without_droppin
     threads: list[threading.Thread] = []
     try:
         server.wait_ready()
+        both_workers_ready(server)
         threads = open_streams(server, streams, results)
 
         path.write_text("models:\n  slow:\n    space: a/b\n    flags: 012\n")        # a broken edit
@@ -313,6 +320,7 @@ def test_sighup_refuses_a_bad_keys_file_and_applies_a_good_one_without_dropping_
     threads: list[threading.Thread] = []
     try:
         server.wait_ready()
+        both_workers_ready(server)
         threads = open_streams(server, streams, results, team_a)
 
         keys.write_text("keys:\n  - {key: sk-team-a-key, name: team-a, hf_token: env:TEAM_A_HF}\n")  # broken
